@@ -1,0 +1,232 @@
+"""The per-event loop every job agent shares: decode, run the job off the event loop with a
+timeout, stream its attempt records, and route any failure to retry or dead letter.
+
+An exception never leaves ``JobRunner.process``: faust would ack the message and it would
+never be seen again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from imaging import Attempt, Imager
+
+from .. import codec, deadletter, retry
+from ..errors import JobTimeout
+from ..events import JobEvent
+from ..settings import Settings
+from ..storage import LocalStorage
+from ..topics import Job, Topics
+from ..traces import TraceEvent
+
+log = logging.getLogger("streams.jobs")
+
+
+@dataclass
+class Output:
+    """A record a job asks to publish once it has succeeded (e.g. the ``images`` record)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass
+class JobResult:
+    attempts: list[Attempt] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
+    note: str = ""
+
+
+Handler = Callable[[Any, "Services"], JobResult]
+
+
+class Sender(Protocol):
+    """What the runner needs to publish: faust's producer in a worker, a fake in unit tests."""
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, *,
+        partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
+
+
+@dataclass
+class Services:
+    settings: Settings
+    topics: Topics
+    storage: LocalStorage
+    imager: Imager
+    worker_id: str
+    executor: ThreadPoolExecutor
+    stats: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Record:
+    """The parts of a consumed Kafka record the runner uses (faust-independent)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class JobRunner:
+    def __init__(self, job: Job, handler: Handler, services: Services, sender: Sender) -> None:
+        self.job = job
+        self.handler = handler
+        self.s = services
+        self.sender = sender
+        self.topic = services.topics.job(job)
+
+    async def process(self, rec: Record) -> str:
+        """Handle one record end to end; returns the outcome, never raises (but cancellation)."""
+        h = rec.headers
+        prior = int(h.get(retry.H_ATTEMPT, "0") or 0)
+        attempt = prior + 1
+        origin = deadletter.Origin(
+            topic=h.get(retry.H_ORIGINAL_TOPIC, rec.topic),
+            partition=int(h.get(retry.H_ORIGINAL_PARTITION, rec.partition)),
+            offset=int(h.get(retry.H_ORIGINAL_OFFSET, rec.offset)),
+            timestamp_ms=int(h.get(retry.H_ORIGINAL_TIMESTAMP, rec.timestamp_ms)),
+        )
+        start = time.perf_counter()
+        event: JobEvent | None = None
+        uuid = (rec.key or b"").decode("utf-8", "replace")
+        try:
+            event = codec.decode_job(self.job, rec.value)
+            uuid = event.uuid
+            result = await self._run(event)
+        except asyncio.CancelledError:
+            raise  # shutdown: not acked, redelivered to whoever takes the partition
+        except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
+            outcome = await self._fail(rec, event, uuid, exc, attempt, origin, start)
+            self._log(rec, uuid, attempt, start, outcome, error=exc)
+            return outcome
+        for out in result.outputs:
+            await self.sender.send(out.topic, out.key, out.value)
+        await self._trace(event, result.attempts, attempt, rec)
+        self.s.stats["processed"] += 1
+        self._log(rec, uuid, attempt, start, "ok", note=result.note)
+        return "ok"
+
+    async def _run(self, event: JobEvent) -> JobResult:
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.s.executor, self.handler, event, self.s)
+        try:
+            return await asyncio.wait_for(fut, timeout=self.s.settings.worker.timeout_s)
+        except TimeoutError:
+            # The thread cannot be killed; it finishes in the background and its atomic
+            # writes land whole or not at all. The job itself is retried.
+            raise JobTimeout(
+                f"job ran longer than {self.s.settings.worker.timeout_s:g} s and was abandoned"
+            ) from None
+
+    async def _fail(
+        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception, attempt: int,
+        origin: deadletter.Origin, start: float,
+    ) -> str:
+        w = self.s.settings.worker
+        round_base = int(rec.headers.get(retry.H_ROUND_BASE, "0") or 0)
+        decision = retry.decide(exc, attempt - round_base, w.tries, w.backoff_base_s, w.backoff_max_s)
+        first_failure = int(rec.headers.get(retry.H_FIRST_FAILURE, "0") or 0) or now_ms()
+        attempts = list(getattr(exc, "attempts", []) or [])
+        kind = "retry" if isinstance(decision, retry.Retry) else "dead_letter"
+        attempts.append(
+            Attempt(kind, type(exc).__name__, 1, False, round((time.perf_counter() - start) * 1000, 3),
+                    str(exc)[:500])
+        )
+        await self._trace(event, attempts, attempt, rec, uuid=uuid)
+        carry = {k: v for k, v in rec.headers.items() if k.startswith("x-ingest-")}
+        if isinstance(decision, retry.Retry):
+            carry.update({
+                retry.H_ATTEMPT: str(attempt),
+                retry.H_NOT_BEFORE: str(now_ms() + int(decision.delay_s * 1000)),
+                retry.H_FIRST_FAILURE: str(first_failure),
+                retry.H_ORIGINAL_TOPIC: origin.topic,
+                retry.H_ORIGINAL_PARTITION: str(origin.partition),
+                retry.H_ORIGINAL_OFFSET: str(origin.offset),
+                retry.H_ORIGINAL_TIMESTAMP: str(origin.timestamp_ms),
+                retry.H_LAST_ERROR: f"{type(exc).__name__}: {exc}"[:500],
+            })
+            await self.sender.send(
+                self.s.topics.retry(self.job), rec.key, rec.value, partition=rec.partition,
+                headers=[(k, v.encode()) for k, v in carry.items()],
+            )
+            self.s.stats["retried"] += 1
+            return "retry"
+        headers = deadletter.build_headers(
+            origin=origin, group=self.s.settings.kafka.group_id, exc=exc, reason=decision.reason,
+            attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
+            last_failure_ms=now_ms(), replay_of=rec.headers.get(retry.H_REPLAY_OF),
+        )
+        await self.sender.send(
+            self.s.topics.dead_letter(self.job), rec.key, rec.value, partition=rec.partition,
+            headers=headers,
+        )
+        self.s.stats["dead_lettered"] += 1
+        if event is None:
+            self.s.stats["invalid"] += 1
+        return "dead_letter"
+
+    async def _trace(
+        self, event: JobEvent | None, attempts: list[Attempt], attempt: int, rec: Record,
+        uuid: str | None = None,
+    ) -> None:
+        image_uuid = event.uuid if event is not None else uuid
+        uploaded_at = getattr(event, "uploaded_at", None)
+        for a in attempts:
+            try:
+                trace = TraceEvent(
+                    image_uuid=image_uuid or "", job=self.job.value, trace_type=a.trace_type,
+                    method_tried=a.method_tried, method_order=a.method_order, success=a.success,
+                    failure_reason=a.failure_reason, duration_ms=a.duration_ms,
+                    size_bytes=a.size_bytes, width=a.width, height=a.height, attempt=attempt,
+                    worker_id=self.s.worker_id, source_topic=rec.topic,
+                    source_partition=rec.partition, source_offset=rec.offset,
+                    uploaded_at=uploaded_at,
+                )
+            except ValueError:
+                continue  # no valid UUID (undecodable record): its dead letter is the record
+            await self.sender.send(
+                self.s.topics.traces, trace.image_uuid.encode(), trace.model_dump_json().encode()
+            )
+
+    def _log(
+        self, rec: Record, uuid: str, attempt: int, start: float, outcome: str,
+        error: Exception | None = None, note: str = "",
+    ) -> None:
+        fields: dict[str, object] = {
+            "job": self.job.value, "uuid": uuid, "topic": rec.topic, "partition": rec.partition,
+            "offset": rec.offset, "attempt": attempt, "outcome": outcome,
+            "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+        }
+        if error is not None:
+            fields["error"] = f"{type(error).__name__}: {error}"[:500]
+        if note:
+            fields["note"] = note
+        level = logging.INFO if outcome == "ok" else logging.WARNING
+        if self.s.settings.worker.log_json:
+            log.log(level, json.dumps(fields, default=str))
+        else:
+            log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+def worker_id(configured: str) -> str:
+    return f"{configured}:{os.getpid()}"

@@ -1,0 +1,53 @@
+"""Ingest job: move a confirmed original into permanent storage and record its metadata.
+
+Idempotent: a redelivered request finds the original already in place (the upload is
+removed only after the permanent copy and its metadata are durable) and writes the same
+metadata file and ``images`` record again, keyed by UUID.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from ..events import ImageRecord, IngestRequested
+from ..storage import sha256_file
+from .base import JobResult, Output, Services
+from .preview import store_attempt
+
+
+def handle(event: IngestRequested, s: Services) -> JobResult:
+    st = s.storage
+    src = st.source_for(event.uuid, event.path)
+    dest = st.original_path(event.uuid, event.original_filename)
+    start = time.perf_counter()
+    note = ""
+    if src == dest:
+        sha = sha256_file(dest)
+        note = "original already in permanent storage (redelivery)"
+    else:
+        sha = st.copy_in(src, dest)
+    attempts = [store_attempt("permanent_copy", start, dest.stat().st_size)]
+    meta = s.imager.metadata(dest)
+    attempts.extend(meta.attempts)
+    record = ImageRecord(
+        uuid=event.uuid,
+        original_path=st.relative(dest),
+        metadata_path=st.relative(st.metadata_path(event.uuid)),
+        original_filename=event.original_filename,
+        size=dest.stat().st_size,
+        sha256=sha,
+        ingested_at=datetime.now(UTC),
+        owner_id=event.owner_id,
+        gallery_id=event.gallery_id,
+        metadata=meta.metadata,
+    )
+    payload = record.model_dump_json().encode()
+    st.write_bytes(st.metadata_path(event.uuid), payload)
+    if src != dest:
+        src.unlink(missing_ok=True)  # only now: the permanent copy and metadata are durable
+    return JobResult(
+        attempts=attempts,
+        outputs=[Output(s.topics.images, event.key, payload)],
+        note=note,
+    )

@@ -1,0 +1,25 @@
+"""Preview job: a 2048 px preview and a 400x400 thumbnail for each upload."""
+
+from __future__ import annotations
+
+import time
+
+from imaging import Attempt
+
+from ..events import UploadReceived
+from .base import JobResult, Services
+
+
+def store_attempt(method: str, start: float, size: int) -> Attempt:
+    return Attempt("storage", method, 1, True, round((time.perf_counter() - start) * 1000, 3),
+                   size_bytes=size)
+
+
+def handle(event: UploadReceived, s: Services) -> JobResult:
+    src = s.storage.source_for(event.uuid, event.path)
+    result = s.imager.preview(src)
+    start = time.perf_counter()
+    s.storage.write_bytes(s.storage.preview_path(event.uuid), result.preview.data)
+    s.storage.write_bytes(s.storage.thumbnail_path(event.uuid), result.thumbnail.data)
+    size = len(result.preview.data) + len(result.thumbnail.data)
+    return JobResult(attempts=[*result.attempts, store_attempt("local_atomic_write", start, size)])

@@ -1,0 +1,150 @@
+"""Builds the faust app for one worker: the job agents it was asked for, their retry agents,
+and a sender that publishes through faust's producer (flushed before every offset commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from imaging import Imager, ImagingConfig
+
+from . import retry
+from .agents import enhance, ingest, preview
+from .agents.base import Handler, JobRunner, Record, Services, worker_id
+from .deadletter import headers_to_dict
+from .settings import KafkaSettings, Settings
+from .storage import LocalStorage
+from .topics import Job, Topics
+
+log = logging.getLogger("streams.app")
+
+HANDLERS: dict[Job, Handler] = {
+    Job.PREVIEW: preview.handle,
+    Job.INGEST: ingest.handle,
+    Job.ENHANCE: enhance.handle,
+}
+
+
+def broker_credentials(k: KafkaSettings) -> Any:
+    """faust's credentials object from the same settings the confluent clients use."""
+    ctx: ssl.SSLContext | None = None
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+        if k.ssl_certfile:
+            ctx.load_cert_chain(str(k.ssl_certfile), str(k.ssl_keyfile) if k.ssl_keyfile else None)
+    if k.sasl_mechanism:
+        password = k.sasl_password.get_secret_value() if k.sasl_password else ""
+        mech = k.sasl_mechanism
+        if mech == "PLAIN":
+            return faust.SASLCredentials(username=k.sasl_username, password=password, ssl_context=ctx)
+        return faust.SASLCredentials(
+            username=k.sasl_username, password=password, ssl_context=ctx, mechanism=mech
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+def broker_url(k: KafkaSettings) -> str:
+    return ";".join(f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip())
+
+
+class FaustSender:
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._topics: dict[str, Any] = {}
+
+    def _topic(self, name: str) -> Any:
+        t = self._topics.get(name)
+        if t is None:
+            t = self._topics[name] = raw_topic(self.app, name)
+        return t
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, *,
+        partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        await self._topic(topic).send(key=key, value=value, partition=partition, headers=headers)
+
+
+def raw_topic(app: faust.App, name: str) -> Any:
+    # Raw bytes in and out: decoding is ours, so a malformed record is routed, not fatal.
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        internal=False,
+    )
+
+
+def to_record(event: EventT) -> Record:
+    m = event.message
+    return Record(
+        topic=m.topic, partition=m.partition, offset=m.offset,
+        timestamp_ms=int((m.timestamp or time.time()) * 1000), key=m.key, value=m.value,
+        headers=headers_to_dict(m.headers),
+    )
+
+
+def create_app(settings: Settings, jobs: list[Job]) -> tuple[faust.App, Services]:
+    k = settings.kafka
+    topics = Topics.from_settings(k)
+    app = faust.App(
+        k.group_id,
+        broker=broker_url(k),
+        broker_credentials=broker_credentials(k),
+        store="memory://",
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        web_enabled=False,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_wait_empty=True,
+    )
+    storage = LocalStorage(settings.storage.root)
+    storage.ensure()
+    services = Services(
+        settings=settings,
+        topics=topics,
+        storage=storage,
+        imager=Imager(ImagingConfig(**settings.imaging.model_dump())),
+        worker_id=worker_id(settings.worker.id),
+        executor=ThreadPoolExecutor(settings.worker.concurrency, thread_name_prefix="job"),
+    )
+    sender = FaustSender(app)
+    for job in jobs:
+        runner = JobRunner(job, HANDLERS[job], services, sender)
+        _register(app, runner, topics.job(job), retrying=False)
+        _register(app, runner, topics.retry(job), retrying=True)
+    return app, services
+
+
+def _register(app: faust.App, runner: JobRunner, topic_name: str, *, retrying: bool) -> None:
+    topic = raw_topic(app, topic_name)
+
+    async def agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            rec = to_record(event)
+            if retrying:
+                await _wait_not_before(rec)
+            await runner.process(rec)
+            yield None
+
+    app.agent(
+        topic, name=f"{topic_name}-agent", concurrency=runner.s.settings.worker.concurrency
+    )(agent)
+
+
+async def _wait_not_before(rec: Record) -> None:
+    not_before = int(rec.headers.get(retry.H_NOT_BEFORE, "0") or 0)
+    delay = not_before / 1000 - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)

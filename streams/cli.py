@@ -1,0 +1,239 @@
+"""The one command line: ``prophoto-ingest`` (or ``python -m streams``).
+
+Exit codes: 0 success, 1 a command failed (the message says why), 2 bad usage,
+3 Kafka unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import codec
+from .errors import IngestError
+from .producer import EventProducer, PublishError
+from .settings import Settings, load
+from .storage import LocalStorage
+from .topics import Job, TopicMismatch, Topics, ensure_topics
+from .uploads import enhance_request, find_upload, ingest_request, stage_upload
+
+EXIT_FAILED = 1
+EXIT_KAFKA = 3
+
+
+class Ctx:
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load()
+        return self._settings
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.from_settings(self.settings.kafka)
+
+    @property
+    def storage(self) -> LocalStorage:
+        return LocalStorage(self.settings.storage.root)
+
+
+pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
+
+
+@contextmanager
+def failures() -> Iterator[None]:
+    """Turn known failures into one clear line and a meaningful exit code."""
+    try:
+        yield
+    except PublishError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_KAFKA)
+    except (IngestError, TopicMismatch, ValueError, OSError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: INGEST_LOG_LEVEL).")
+@pass_ctx
+def main(ctx: Ctx, log_level: str | None) -> None:
+    """prophoto-ingest: the photo-ingest job system on Kafka.
+
+    \b
+    Settings come from INGEST_* environment variables, e.g.
+      INGEST_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092 INGEST_STORAGE__ROOT=var/storage
+    """
+    logging.basicConfig(
+        level=(log_level or ctx.settings.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+# -- topics -------------------------------------------------------------------------------
+@main.group()
+def topics() -> None:
+    """Create or describe the declared topics."""
+
+
+@topics.command("create")
+@pass_ctx
+def topics_create(ctx: Ctx) -> None:
+    """Create every declared topic that is missing; report partition mismatches.
+
+    Example: prophoto-ingest topics create
+    """
+    with failures():
+        created = ensure_topics(ctx.settings.kafka, ctx.topics.specs())
+    for name in created:
+        click.echo(f"created {name}")
+    click.echo(f"{len(ctx.topics.specs())} topics declared, {len(created)} created")
+
+
+@topics.command("describe")
+@pass_ctx
+def topics_describe(ctx: Ctx) -> None:
+    """List declared topics with their partition counts on the broker.
+
+    Example: prophoto-ingest topics describe
+    """
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(ctx.settings.kafka.confluent_config())
+    try:
+        md = admin.list_topics(timeout=ctx.settings.kafka.request_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - any client error means unreachable here
+        click.secho(f"error: Kafka unreachable: {exc}", fg="red", err=True)
+        sys.exit(EXIT_KAFKA)
+    for spec in ctx.topics.specs():
+        t = md.topics.get(spec.name)
+        have = "missing" if t is None or t.error else f"{len(t.partitions)} partitions"
+        click.echo(f"{spec.name:32} declared {spec.partitions:3}  broker: {have}")
+
+
+# -- worker -------------------------------------------------------------------------------
+@main.command()
+@click.option("--topics", "topic_list", default="ingest,ingest-preview,ingest-enhance",
+              show_default=True, help="Job topics to consume, in priority order.")
+@click.option("--concurrency", type=int, default=None, help="Jobs in flight at once.")
+@click.option("--timeout", type=float, default=None, help="Seconds a job may run.")
+@click.option("--tries", type=int, default=None, help="Attempts before a dead letter.")
+@pass_ctx
+def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | None,
+           tries: int | None) -> None:
+    """Run a worker: consume job topics, make previews, ingest originals.
+
+    Start more processes with the same settings to share the partitions.
+
+    Example: prophoto-ingest worker --topics ingest,ingest-preview
+    """
+    import faust
+
+    from .app import create_app
+
+    overrides: dict[str, Any] = {}
+    if concurrency is not None:
+        overrides["concurrency"] = concurrency
+    if timeout is not None:
+        overrides["timeout_s"] = timeout
+    if tries is not None:
+        overrides["tries"] = tries
+    settings = ctx.settings
+    if overrides:
+        settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update=overrides)}
+        )
+    with failures():
+        jobs = ctx.topics.parse_jobs(topic_list)
+        ensure_topics(settings.kafka, ctx.topics.specs())
+    app, _ = create_app(settings, jobs)
+    click.echo(f"worker: group {settings.kafka.group_id}, topics "
+               + ", ".join(ctx.topics.job(j) for j in jobs), err=True)
+    faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+
+
+# -- publishing ---------------------------------------------------------------------------
+def _publish(ctx: Ctx, job: Job, events: list[Any]) -> None:
+    topic = ctx.topics.job(job)
+    with failures(), EventProducer(ctx.settings.kafka) as producer:
+        for ev in events:
+            producer.send(topic, ev.key, codec.encode(ev))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--owner", default=None, help="Owner id to put on the events.")
+@click.option("--gallery", default=None, help="Gallery id to put on the events.")
+@click.option("--wait", "wait_s", type=float, default=0, help="Wait up to N s for previews.")
+@pass_ctx
+def upload(ctx: Ctx, paths: tuple[Path, ...], owner: str | None, gallery: str | None,
+           wait_s: float) -> None:
+    """Stage files in the uploads area and publish upload events, as the web app does.
+
+    Prints one line per file: UUID and original name.
+
+    Example: prophoto-ingest upload photos/*.jpg --wait 60
+    """
+    storage = ctx.storage
+    with failures():
+        storage.ensure()
+        events = [stage_upload(storage, p, owner_id=owner, gallery_id=gallery) for p in paths]
+    _publish(ctx, Job.PREVIEW, events)
+    for ev in events:
+        click.echo(f"{ev.uuid}  {ev.original_filename}")
+    if wait_s > 0:
+        _wait_for(wait_s, [(ev.uuid, storage.preview_path(ev.uuid)) for ev in events], storage)
+
+
+def _wait_for(wait_s: float, targets: list[tuple[str, Path]], storage: LocalStorage) -> None:
+    deadline = time.monotonic() + wait_s
+    pending = dict(targets)
+    while pending and time.monotonic() < deadline:
+        for uid, path in list(pending.items()):
+            if path.exists():
+                click.echo(f"ready {uid}  {path}")
+                del pending[uid]
+        time.sleep(0.2)
+    if pending:
+        click.secho(f"{len(pending)} not ready after {wait_s:g} s (see 'failed' and the worker log)",
+                    fg="yellow", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _staged(ctx: Ctx, uuids: tuple[str, ...], build: Callable[[Any], Any]) -> list[Any]:
+    with failures():
+        return [build(find_upload(ctx.storage, u)) for u in uuids]
+
+
+@main.command()
+@click.argument("uuids", nargs=-1, required=True)
+@pass_ctx
+def confirm(ctx: Ctx, uuids: tuple[str, ...]) -> None:
+    """The user confirmed these uploads: ingest them into permanent storage.
+
+    Example: prophoto-ingest confirm 3f2c...-...
+    """
+    _publish(ctx, Job.INGEST, _staged(ctx, uuids, ingest_request))
+    click.echo(f"confirmed {len(uuids)}")
+
+
+@main.command()
+@click.argument("uuids", nargs=-1, required=True)
+@click.option("--long-edge", type=int, default=None, help="Long edge in px (default: setting).")
+@pass_ctx
+def enhance(ctx: Ctx, uuids: tuple[str, ...], long_edge: int | None) -> None:
+    """Ask for higher-resolution previews.
+
+    Example: prophoto-ingest enhance 3f2c...-... --long-edge 4096
+    """
+    _publish(ctx, Job.ENHANCE, _staged(ctx, uuids, lambda u: enhance_request(u, long_edge)))
+    click.echo(f"enhance requested for {len(uuids)}")

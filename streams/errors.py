@@ -1,0 +1,58 @@
+"""The error hierarchy of the streams package; the class decides retry versus dead letter.
+
+    IngestError
+    ├── PermanentError           dead-lettered at once
+    │   ├── InvalidEvent         undecodable bytes, schema-invalid event, bad UUID or path
+    │   ├── UnsafePath           a path that resolves outside the storage root
+    │   └── SourceMissing        the uploaded file is not there
+    └── TransientError           retried with backoff, dead-lettered when tries run out
+        ├── StorageUnavailable   the storage root cannot be read or written
+        └── JobTimeout           the job ran past the worker's --timeout
+
+Errors from ``imaging`` carry their own ``retriable`` flag; anything unknown is treated as
+transient (it may be a hiccup), so it is retried and then dead-lettered, never lost.
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    retriable: bool = False
+
+
+class PermanentError(IngestError):
+    retriable = False
+
+
+class InvalidEvent(PermanentError):
+    """The record cannot be decoded or does not match the event schema."""
+
+
+class UnsafePath(PermanentError):
+    """A path resolves outside the storage root (traversal, symlink escape)."""
+
+
+class SourceMissing(PermanentError):
+    """The file an event names does not exist."""
+
+
+class TransientError(IngestError):
+    retriable = True
+
+
+class StorageUnavailable(TransientError):
+    """Storage could not be read or written (full disk, unmounted volume, permissions)."""
+
+
+class JobTimeout(TransientError):
+    """A job ran longer than the configured timeout and was cancelled."""
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """The one policy: does this failure deserve another try?"""
+    flag = getattr(exc, "retriable", None)
+    if isinstance(flag, bool):
+        return flag
+    if isinstance(exc, (MemoryError, RecursionError)):
+        return False
+    return True

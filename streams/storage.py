@@ -1,0 +1,164 @@
+"""Local filesystem storage: the uploads, previews and permanent areas under one root.
+
+Paths are deterministic per UUID (``<area>/ab/cd/<uuid>...``), so a repeated job writes the
+same files again instead of new ones; every write goes to a temp file in the target folder
+and is renamed into place, so a reader never sees half a file and a crash leaves no debris
+under a final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import SourceMissing, StorageUnavailable, UnsafePath
+from .events import check_relative_path
+
+UPLOADS = "uploads"
+PREVIEWS = "previews"
+THUMBNAILS = "thumbnails"
+ENHANCED = "enhanced"
+ORIGINALS = "originals"
+AREAS = (UPLOADS, PREVIEWS, THUMBNAILS, ENHANCED, ORIGINALS)
+
+# errnos that mean "the storage is not there right now", worth a retry.
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENODEV,
+                     errno.ESTALE, errno.ENOTCONN, errno.EDQUOT, errno.ENOTDIR}
+
+
+def shard(uuid: str) -> str:
+    return f"{uuid[0:2]}/{uuid[2:4]}"
+
+
+def _wrap_os_error(exc: OSError, what: str) -> Exception:
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return StorageUnavailable(f"{what}: {exc.strerror or exc}")
+    return StorageUnavailable(f"{what}: {exc}")
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+
+    def ensure(self) -> None:
+        try:
+            for area in AREAS:
+                (self.root / area).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _wrap_os_error(exc, f"cannot create storage areas under {self.root}") from exc
+
+    # -- paths -------------------------------------------------------------------------
+    def resolve(self, relative: str) -> Path:
+        """The absolute path of a storage-relative path; refuses anything that escapes."""
+        try:
+            rel = check_relative_path(relative)
+        except ValueError as exc:
+            raise UnsafePath(str(exc)) from None
+        path = self.root / rel
+        # A symlink inside the root may still point out of it.
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        if real != real_root and not real.startswith(real_root + os.sep):
+            raise UnsafePath(f"path {relative!r} resolves outside the storage root")
+        return path
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def upload_path(self, uuid: str, filename: str) -> Path:
+        suffix = Path(filename).suffix.lower()[:10]
+        return self.root / UPLOADS / shard(uuid) / f"{uuid}{suffix}"
+
+    def preview_path(self, uuid: str) -> Path:
+        return self.root / PREVIEWS / shard(uuid) / f"{uuid}.jpg"
+
+    def thumbnail_path(self, uuid: str) -> Path:
+        return self.root / THUMBNAILS / shard(uuid) / f"{uuid}.jpg"
+
+    def enhanced_path(self, uuid: str) -> Path:
+        return self.root / ENHANCED / shard(uuid) / f"{uuid}.jpg"
+
+    def original_dir(self, uuid: str) -> Path:
+        return self.root / ORIGINALS / shard(uuid) / uuid
+
+    def original_path(self, uuid: str, filename: str) -> Path:
+        suffix = Path(filename).suffix.lower()[:10]
+        return self.original_dir(uuid) / f"original{suffix}"
+
+    def metadata_path(self, uuid: str) -> Path:
+        return self.original_dir(uuid) / "metadata.json"
+
+    def source_for(self, uuid: str, relative: str) -> Path:
+        """The file to read for a job: the upload, or the permanent original once ingested."""
+        upload = self.resolve(relative)
+        if upload.is_file():
+            return upload
+        d = self.original_dir(uuid)
+        if d.is_dir():
+            for p in sorted(d.glob("original*")):
+                if p.is_file():
+                    return p
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"storage root {self.root} is not available")
+        raise SourceMissing(f"no file at {relative!r} and no permanent original for {uuid}")
+
+    # -- writes ----------------------------------------------------------------------
+    @contextmanager
+    def atomic_path(self, dest: Path) -> Iterator[Path]:
+        """Yield a temp path beside ``dest``; rename it over ``dest`` when the block succeeds."""
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+            os.close(fd)
+        except OSError as exc:
+            raise _wrap_os_error(exc, f"cannot write {self.relative(dest)}") from exc
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise _wrap_os_error(exc, f"cannot write {self.relative(dest)}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_bytes(self, dest: Path, data: bytes) -> None:
+        with self.atomic_path(dest) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def write_json(self, dest: Path, obj: Any) -> None:
+        self.write_bytes(dest, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def copy_in(self, src: Path, dest: Path) -> str:
+        """Copy ``src`` to ``dest`` atomically; returns the sha256 of what was written."""
+        digest = hashlib.sha256()
+        with self.atomic_path(dest) as tmp:
+            try:
+                with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                    while chunk := fin.read(1 << 20):
+                        digest.update(chunk)
+                        fout.write(chunk)
+                    fout.flush()
+                    os.fsync(fout.fileno())
+            except FileNotFoundError:
+                raise SourceMissing(f"file vanished while copying: {src}") from None
+            shutil.copystat(src, tmp, follow_symlinks=False)
+        return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

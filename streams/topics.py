@@ -1,0 +1,217 @@
+"""Every topic the system uses, declared once: name, partitions, priority, dead-letter twin.
+
+The CLI, the status service and the tests import names from here; no topic name is typed
+twice. Job topics share one partition count so that one image UUID, hashed with Kafka's
+murmur2 partitioner, lands on the same partition number of every topic.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from .settings import KafkaSettings
+
+
+class Job(str, enum.Enum):
+    """The three jobs, in priority order (first = highest)."""
+
+    INGEST = "ingest"
+    PREVIEW = "preview"
+    ENHANCE = "enhance"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    priority: int = 99  # lower drains first; only job topics have a real one
+    compacted: bool = False
+    config: dict[str, str] = field(default_factory=dict)
+
+    def kafka_config(self) -> dict[str, str]:
+        conf = dict(self.config)
+        if self.compacted:
+            conf["cleanup.policy"] = "compact"
+        return conf
+
+
+# Base names; a deployment may prefix them (KafkaSettings.topic_prefix).
+JOB_TOPICS: dict[Job, str] = {
+    Job.INGEST: "ingest",
+    Job.PREVIEW: "ingest-preview",
+    Job.ENHANCE: "ingest-enhance",
+}
+DEAD_LETTER_SUFFIX = ".dlq"
+RETRY_SUFFIX = ".retry"
+TRACES = "ingest-traces"
+IMAGES = "images"
+DEAD_LETTER_STATE = "ingest-dlq-state"
+CONTROL = "ingest-control"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Concrete topic names and specs for one deployment (prefix + partition count)."""
+
+    prefix: str
+    partitions: int
+
+    @classmethod
+    def from_settings(cls, kafka: KafkaSettings) -> Topics:
+        return cls(prefix=kafka.topic_prefix, partitions=kafka.partitions)
+
+    def _n(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    def job(self, job: Job) -> str:
+        return self._n(JOB_TOPICS[job])
+
+    def dead_letter(self, job: Job) -> str:
+        return self.job(job) + DEAD_LETTER_SUFFIX
+
+    def retry(self, job: Job) -> str:
+        return self.job(job) + RETRY_SUFFIX
+
+    @property
+    def traces(self) -> str:
+        return self._n(TRACES)
+
+    @property
+    def images(self) -> str:
+        return self._n(IMAGES)
+
+    @property
+    def dead_letter_state(self) -> str:
+        return self._n(DEAD_LETTER_STATE)
+
+    @property
+    def control(self) -> str:
+        return self._n(CONTROL)
+
+    def job_for_topic(self, name: str) -> Job | None:
+        for job in Job:
+            if name in (self.job(job), self.retry(job), self.dead_letter(job)):
+                return job
+        return None
+
+    def parse_jobs(self, names: str | list[str]) -> list[Job]:
+        """Turn ``ingest,ingest-preview`` (topic names or job names) into jobs, order kept."""
+        items = names.split(",") if isinstance(names, str) else names
+        jobs: list[Job] = []
+        for raw in (i.strip() for i in items):
+            if not raw:
+                continue
+            job = self.job_for_topic(raw) or self.job_for_topic(self._n(raw))
+            if job is None:
+                job = next((j for j in Job if j.value == raw), None)
+            if job is None:
+                known = ", ".join(self.job(j) for j in Job)
+                raise ValueError(f"unknown topic {raw!r}; known job topics: {known}")
+            if job not in jobs:
+                jobs.append(job)
+        return jobs
+
+    def specs(self) -> list[TopicSpec]:
+        n = self.partitions
+        out: list[TopicSpec] = []
+        for prio, job in enumerate(Job):
+            out.append(TopicSpec(self.job(job), n, priority=prio))
+            out.append(TopicSpec(self.retry(job), n, priority=prio))
+            out.append(TopicSpec(self.dead_letter(job), n))
+        out.append(TopicSpec(self.traces, n))
+        out.append(TopicSpec(self.images, n, compacted=True))
+        out.append(TopicSpec(self.dead_letter_state, 1, compacted=True))
+        out.append(TopicSpec(self.control, 1, config={"retention.ms": str(24 * 3600 * 1000)}))
+        return out
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's and aiokafka's default partitioner hash)."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    length4 = length // 4
+    for i in range(length4):
+        i4 = i * 4
+        k = (
+            (data[i4 + 0] & 0xFF)
+            + ((data[i4 + 1] & 0xFF) << 8)
+            + ((data[i4 + 2] & 0xFF) << 16)
+            + ((data[i4 + 3] & 0xFF) << 24)
+        )
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    if extra >= 3:
+        h ^= (data[(length & ~3) + 2] & 0xFF) << 16
+    if extra >= 2:
+        h ^= (data[(length & ~3) + 1] & 0xFF) << 8
+    if extra >= 1:
+        h ^= data[length & ~3] & 0xFF
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic has a partition count other than the declared one."""
+
+
+def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create missing topics; raise TopicMismatch if an existing one has other partitions.
+
+    Returns the names created.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(kafka.confluent_config())
+    md = admin.list_topics(timeout=timeout)
+    problems: list[str] = []
+    missing: list[TopicSpec] = []
+    for spec in specs:
+        existing = md.topics.get(spec.name)
+        if existing is None or existing.error is not None:
+            missing.append(spec)
+        elif len(existing.partitions) != spec.partitions:
+            problems.append(
+                f"topic {spec.name!r} has {len(existing.partitions)} partitions, "
+                f"declared {spec.partitions}: the same UUID would land on different partition "
+                "numbers; recreate it or set INGEST_KAFKA__PARTITIONS to match"
+            )
+    if problems:
+        raise TopicMismatch("; ".join(problems))
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(s.name, s.partitions, kafka.replication_factor, config=s.kafka_config())
+            for s in missing
+        ],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created: list[str] = []
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            err: Any = exc.args[0]
+            if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a racing worker made it
+                raise
+    return created

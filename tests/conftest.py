@@ -1,0 +1,149 @@
+"""Shared fixtures. Integration fixtures talk to the real broker started by scripts/kafka;
+without one they skip on a laptop and fail when CI is set. Each test gets its own topic
+prefix and consumer group, so tests never see each other's records."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.settings import Settings
+from streams.topics import Topics
+
+BOOTSTRAP = os.environ.get("INGEST_TEST_BOOTSTRAP", "127.0.0.1:9092")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _broker_up(bootstrap: str) -> str | None:
+    host, _, port = bootstrap.partition(":")
+    try:
+        with socket.create_connection((host, int(port or 9092)), timeout=2):
+            pass
+    except OSError as exc:
+        return f"no Kafka broker at {bootstrap} ({exc}); start one with scripts/kafka start"
+    return None
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> str:
+    problem = _broker_up(BOOTSTRAP)
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and the integration broker is missing: {problem}")
+        pytest.skip(problem)
+    return BOOTSTRAP
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+def make_settings(bootstrap: str, prefix: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for this test: own topic prefix, group and storage root; overrides by group."""
+
+    def make(**groups: dict[str, Any]) -> Settings:
+        base: dict[str, dict[str, Any]] = {
+            "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix,
+                      "group_id": f"{prefix}group", "partitions": 4},
+            "storage": {"root": tmp_path / "storage"},
+            "clickhouse": {"path": tmp_path / "traces.chdb"},
+            "worker": {"backoff_base_s": 0.2, "backoff_max_s": 1.0, "timeout_s": 60},
+        }
+        for name, values in groups.items():
+            base.setdefault(name, {}).update(values)
+        return Settings(**base)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Topics:
+    from streams.topics import ensure_topics
+
+    t = Topics.from_settings(settings.kafka)
+    ensure_topics(settings.kafka, t.specs())
+    return t
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The INGEST_* environment that reproduces ``settings`` in a subprocess."""
+    env: dict[str, str] = {}
+    for group, model in settings:
+        if hasattr(model, "model_dump"):
+            for key, value in model.model_dump(mode="json").items():
+                if value is None:
+                    continue
+                if hasattr(getattr(model, key), "get_secret_value"):
+                    value = getattr(model, key).get_secret_value()
+                env[f"INGEST_{group.upper()}__{key.upper()}"] = str(value)
+        else:
+            env[f"INGEST_{group.upper()}"] = str(model)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``prophoto-ingest worker`` as a real subprocess; stopped at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        full_env = {**os.environ, **settings_env(settings), **(env or {})}
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", *args],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
+        )
+        w = WorkerProcess(proc, log)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = cond()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
