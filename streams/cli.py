@@ -237,3 +237,6 @@ def enhance(ctx: Ctx, uuids: tuple[str, ...], long_edge: int | None) -> None:
     """
     _publish(ctx, Job.ENHANCE, _staged(ctx, uuids, lambda u: enhance_request(u, long_edge)))
     click.echo(f"enhance requested for {len(uuids)}")
+
+
+# Commands that live beside their concept register here, one line each.

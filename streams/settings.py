@@ -91,6 +91,8 @@ class WorkerSettings(_Group):
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
     log_json: bool = False
+    # Port for the worker's own liveness endpoint (GET /healthz); 0 turns it off.
+    health_port: int = Field(0, ge=0, le=65535)
 
 
 class ImagingSettings(_Group):
