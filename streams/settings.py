@@ -73,6 +73,10 @@ class ClickHouseSettings(_Group):
     ttl_days: int = Field(90, ge=1)
     flush_rows: int = Field(5000, ge=1)
     flush_interval_s: float = Field(1.0, gt=0)
+    # The trace sink serves read queries on 127.0.0.1:query_port (0 = any free port; readers
+    # find it in the store's lock file), and waits this long for the store's lock.
+    query_port: int = Field(0, ge=0, le=65535)
+    lock_timeout_s: float = Field(30.0, gt=0)
 
 
 class StatusSettings(_Group):

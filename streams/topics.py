@@ -79,6 +79,10 @@ class Topics:
         return self._n(TRACES)
 
     @property
+    def traces_dead_letter(self) -> str:
+        return self.traces + DEAD_LETTER_SUFFIX
+
+    @property
     def images(self) -> str:
         return self._n(IMAGES)
 
@@ -121,6 +125,7 @@ class Topics:
             out.append(TopicSpec(self.retry(job), n, priority=prio))
             out.append(TopicSpec(self.dead_letter(job), n))
         out.append(TopicSpec(self.traces, n))
+        out.append(TopicSpec(self.traces_dead_letter, n))
         out.append(TopicSpec(self.images, n, compacted=True))
         out.append(TopicSpec(self.dead_letter_state, 1, compacted=True))
         out.append(TopicSpec(self.control, 1, config={"retention.ms": str(24 * 3600 * 1000)}))
