@@ -84,7 +84,7 @@ def raw_topic(app: faust.App, name: str) -> Any:
     )
 
 
-def to_record(event: EventT) -> Record:
+def to_record(event: EventT[bytes]) -> Record:
     m = event.message
     return Record(
         topic=m.topic, partition=m.partition, offset=m.offset,

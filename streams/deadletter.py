@@ -35,7 +35,9 @@ MESSAGE_LIMIT = 2000
 Headers = list[tuple[str, bytes]]
 
 
-def headers_to_dict(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes] | None) -> dict[str, str]:
+def headers_to_dict(
+    headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes] | None,
+) -> dict[str, str]:
     if not headers:
         return {}
     items = headers.items() if isinstance(headers, Mapping) else headers

@@ -53,6 +53,4 @@ def is_retriable(exc: BaseException) -> bool:
     flag = getattr(exc, "retriable", None)
     if isinstance(flag, bool):
         return flag
-    if isinstance(exc, (MemoryError, RecursionError)):
-        return False
-    return True
+    return not isinstance(exc, (MemoryError, RecursionError))

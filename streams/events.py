@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the one version this code writes and reads
 
 
 def _check_uuid(value: str) -> str:
@@ -48,7 +48,7 @@ def utcnow() -> datetime:
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     uuid: ImageUUID
 
     @property
@@ -94,7 +94,7 @@ class ImageRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     uuid: ImageUUID
     original_path: str
     metadata_path: str

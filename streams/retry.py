@@ -43,7 +43,7 @@ def backoff(attempt: int, base_s: float, max_s: float, rng: random.Random | None
     cap = min(max_s, base_s * (2 ** max(0, attempt - 1)))
     r = rng or random
     # Never below a quarter of the cap, so a retry never lands instantly on a sick dependency.
-    return cap * (0.25 + 0.75 * r.random())
+    return float(cap * (0.25 + 0.75 * r.random()))
 
 
 def decide(

@@ -130,11 +130,10 @@ class LocalStorage:
             tmp.unlink(missing_ok=True)
 
     def write_bytes(self, dest: Path, data: bytes) -> None:
-        with self.atomic_path(dest) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+        with self.atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def write_json(self, dest: Path, obj: Any) -> None:
         self.write_bytes(dest, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())

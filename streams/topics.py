@@ -14,7 +14,7 @@ from typing import Any
 from .settings import KafkaSettings
 
 
-class Job(str, enum.Enum):
+class Job(enum.StrEnum):
     """The three jobs, in priority order (first = highest)."""
 
     INGEST = "ingest"
@@ -182,7 +182,7 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
     Returns the names created.
     """
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient(kafka.confluent_config())
     md = admin.list_topics(timeout=timeout)

@@ -126,10 +126,11 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         log = tmp_path / f"worker-{len(started)}.log"
         full_env = {**os.environ, **settings_env(settings), **(env or {})}
         full_env.setdefault("PYTHONUNBUFFERED", "1")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", *args],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
-        )
+        with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker", *args],
+                stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
+            )
         w = WorkerProcess(proc, log)
         started.append(w)
         return w
@@ -139,11 +140,14 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         w.stop()
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_until(
+    cond: Callable[[], Any], timeout: float, what: str | Callable[[], str], interval: float = 0.2
+) -> Any:
+    """Poll ``cond`` until truthy; ``what`` (or its result, computed on failure) names it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = cond()
         if result:
             return result
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")

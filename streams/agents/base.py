@@ -116,7 +116,7 @@ class JobRunner:
         except asyncio.CancelledError:
             raise  # shutdown: not acked, redelivered to whoever takes the partition
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
-            outcome = await self._fail(rec, event, uuid, exc, attempt, origin, start)
+            outcome = await self._route(rec, event, uuid, exc, attempt, origin, start)
             self._log(rec, uuid, attempt, start, outcome, error=exc)
             return outcome
         for out in result.outputs:
@@ -137,6 +137,25 @@ class JobRunner:
             raise JobTimeout(
                 f"job ran longer than {self.s.settings.worker.timeout_s:g} s and was abandoned"
             ) from None
+
+    async def _route(
+        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception, attempt: int,
+        origin: deadletter.Origin, start: float,
+    ) -> str:
+        """Route a failure; if routing itself fails (broker gone), keep trying rather than
+        return: returning would let faust ack a record that went nowhere."""
+        pause = 0.5
+        while True:
+            try:
+                return await self._fail(rec, event, uuid, exc, attempt, origin, start)
+            except asyncio.CancelledError:
+                raise
+            except Exception as route_exc:  # noqa: BLE001
+                log.error("cannot route failed record %s/%d@%d (%s); retrying in %.1f s",
+                          rec.topic, rec.partition, rec.offset, route_exc, pause)
+                self.s.stats["route_errors"] += 1
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
 
     async def _fail(
         self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception, attempt: int,
@@ -174,7 +193,7 @@ class JobRunner:
         headers = deadletter.build_headers(
             origin=origin, group=self.s.settings.kafka.group_id, exc=exc, reason=decision.reason,
             attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
-            last_failure_ms=now_ms(), replay_of=rec.headers.get(retry.H_REPLAY_OF),
+            last_failure_ms=now_ms(), replay_of=rec.headers.get(deadletter.H_REPLAY_OF),
         )
         await self.sender.send(
             self.s.topics.dead_letter(self.job), rec.key, rec.value, partition=rec.partition,

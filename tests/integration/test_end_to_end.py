@@ -1,0 +1,84 @@
+"""Upload -> Kafka -> faust agents -> previews, ingest and enhance, on the real broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from streams.events import ImageRecord
+from streams.settings import Settings
+from streams.storage import LocalStorage
+from streams.topics import Job, Topics, partition_for
+from tests.conftest import wait_until
+from tests.integration.helpers import cli, make_jpeg, read_topic
+
+
+def test_upload_confirm_enhance(settings: Settings, topics: Topics, start_worker, tmp_path: Path) -> None:
+    worker = start_worker(settings)
+    sizes = [(3000 + 37 * i, 2000) if i % 3 else (1200, 1600 + i) for i in range(20)]
+    files = [make_jpeg(tmp_path / "in" / f"img{i:02d}.jpg", s) for i, s in enumerate(sizes)]
+    res = cli(settings, "upload", *map(str, files))
+    assert res.exit_code == 0, res.output
+    uuids = [line.split()[0] for line in res.output.splitlines()]
+    assert len(uuids) == 20
+    st = LocalStorage(settings.storage.root)
+
+    def previews_done() -> bool:
+        return all(st.thumbnail_path(u).exists() and st.preview_path(u).exists() for u in uuids)
+
+    wait_until(previews_done, 120, lambda: f"20 previews; worker log:\n{worker.output()[-3000:]}")
+    for u, size in zip(uuids, sizes, strict=True):
+        with Image.open(st.preview_path(u)) as p:
+            assert max(p.size) == min(2048, max(size))
+            assert p.format == "JPEG"
+        with Image.open(st.thumbnail_path(u)) as t:
+            assert t.size == (400, 400)
+
+    confirmed = uuids[:5]
+    res = cli(settings, "confirm", *confirmed)
+    assert res.exit_code == 0, res.output
+    wait_until(lambda: all(st.metadata_path(u).exists() for u in confirmed), 60, "5 ingests")
+    for u in confirmed:
+        meta = json.loads(st.metadata_path(u).read_text())
+        original = settings.storage.root / meta["original_path"]
+        assert original.is_file() and original.parent == st.original_dir(u)
+        assert meta["uuid"] == u and meta["size"] == original.stat().st_size
+        assert not list((settings.storage.root / "uploads").rglob(f"{u}.jpg")), "upload not moved"
+    records = read_topic(settings, topics.images, expect=5)
+    by_key = {m.key().decode(): ImageRecord.model_validate_json(m.value()) for m in records}
+    assert set(by_key) == set(confirmed)
+    for rec in by_key.values():
+        assert rec.sha256 and rec.original_path.endswith(".jpg")
+
+    enhanced = [uuids[1], uuids[7]]  # one confirmed (reads the permanent original), one not
+    res = cli(settings, "enhance", *enhanced)
+    assert res.exit_code == 0, res.output
+    wait_until(lambda: all(st.enhanced_path(u).exists() for u in enhanced), 60, "2 enhanced")
+    for u in enhanced:
+        i = uuids.index(u)
+        with Image.open(st.enhanced_path(u)) as e:
+            assert max(e.size) == min(4096, max(sizes[i]))
+            assert max(e.size) > 2048
+    assert worker.proc.poll() is None, "worker died"
+
+
+def test_same_uuid_same_partition_on_every_topic(settings: Settings, topics: Topics) -> None:
+    from streams.producer import EventProducer
+
+    producer = EventProducer(settings.kafka)
+    keys = [f"0b6f{i:04d}-aaaa-4bbb-8ccc-0123456789ab" for i in range(40)]
+    for job in Job:
+        for k in keys:
+            producer.send(topics.job(job), k.encode(), b"{}")
+    assert len(producer.flush()) == 3 * len(keys)
+    by_key: dict[str, set[int]] = {}
+    for job in Job:
+        for m in read_topic(settings, topics.job(job), expect=len(keys)):
+            by_key.setdefault(m.key().decode(), set()).add(m.partition())
+    assert set(by_key) == set(keys)
+    for k, parts in by_key.items():
+        # the same partition on all three topics, and the one murmur2 (faust's partitioner) picks
+        assert parts == {partition_for(k.encode(), settings.kafka.partitions)}
+    assert len({p for s in by_key.values() for p in s}) > 1  # really spread over partitions
