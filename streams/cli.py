@@ -240,3 +240,4 @@ def enhance(ctx: Ctx, uuids: tuple[str, ...], long_edge: int | None) -> None:
 
 
 # Commands that live beside their concept register here, one line each.
+from . import cli_traces  # noqa: E402, F401  (the `traces` group)

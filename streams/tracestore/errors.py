@@ -4,6 +4,7 @@
     ├── StoreBusy        another process owns the chDB store and serves no query endpoint
     ├── QueryRejected    a reader sent something other than one read-only statement
     ├── QueryFailed      ClickHouse refused or failed the statement (message says why)
+    ├── InvalidTrace     a record on the traces topic is not a trace event (dead-lettered)
     └── SchemaError      a DDL file is malformed or could not be applied
 """
 
@@ -28,3 +29,7 @@ class QueryFailed(TraceStoreError):
 
 class SchemaError(TraceStoreError):
     """A schema file could not be parsed or applied."""
+
+
+class InvalidTrace(TraceStoreError):
+    """A record on the traces topic that is not a valid trace event."""

@@ -1,16 +1,24 @@
 """The read side of the trace store: what the CLI and the status page use.
 
-``open_reader(settings)`` returns a ``TraceReader``; it talks to the sink's query endpoint
-when a sink owns the chDB store, opens the store directly when none does, and uses
-clickhouse-connect for a ClickHouse server.
+``open_reader(settings)`` returns a ``TraceReader``. For a ClickHouse server it queries
+the server. For chDB it decides on every call, since a sink may start or stop while a
+long-lived reader (the status page) runs: if a sink holds the store it asks the sink's
+query endpoint; if nobody does it takes the store's lock for the one query (see
+``store.py``). Readers run read-only statements only.
 """
 
 from __future__ import annotations
 
+import time
+import uuid as uuid_mod
 from typing import Protocol
 
-from ..settings import Settings
-from .errors import TraceStoreError
+from ..settings import ClickHouseSettings, Settings
+from . import pack
+from .backends import Rows
+from .endpoint import remote_query
+from .errors import QueryRejected, StoreBusy
+from .store import Store, StoreLock, check_read_only, lock_path, open_store, read_owner
 
 Row = tuple[object, ...]
 
@@ -20,12 +28,87 @@ class TraceReader(Protocol):
         """Every attempt recorded for one upload, oldest first (deduplicated)."""
         ...
 
-    def query(self, sql: str) -> tuple[list[str], list[Row]]:
-        """Run one read-only statement; column names and rows."""
+    def query(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], list[Row]]:
+        """Run one read-only statement; column names and rows (JSON-typed values)."""
         ...
 
     def close(self) -> None: ...
 
 
+def _timeline(reader: TraceReader, uuid: str) -> list[dict[str, object]]:
+    try:
+        canonical = str(uuid_mod.UUID(uuid))
+    except ValueError:
+        raise QueryRejected(f"not a UUID: {uuid!r}") from None
+    columns, rows = reader.query(pack.load()["timeline"].sql, {"uuid": canonical})
+    return [dict(zip(columns, r, strict=True)) for r in rows]
+
+
+class ServerReader:
+    def __init__(self, settings: ClickHouseSettings) -> None:
+        self._store = open_store(settings)
+
+    def timeline(self, uuid: str) -> list[dict[str, object]]:
+        return _timeline(self, uuid)
+
+    def query(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
+        return self._store.query(check_read_only(sql), params)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+class ChdbReader:
+    """Through the sink when it runs, else the store itself for one query at a time."""
+
+    def __init__(self, settings: ClickHouseSettings) -> None:
+        self.settings = settings
+        self._lock_file = lock_path(settings.path)
+
+    def timeline(self, uuid: str) -> list[dict[str, object]]:
+        return _timeline(self, uuid)
+
+    def query(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
+        stmt = check_read_only(sql)
+        deadline = time.monotonic() + self.settings.lock_timeout_s
+        while True:
+            owner = read_owner(self._lock_file)
+            url = owner.get("url") if owner else None
+            if isinstance(url, str):
+                try:
+                    return remote_query(url, stmt, params)
+                except ConnectionError:
+                    pass  # the sink just stopped: its lock is gone or going; look again
+            lock = StoreLock(self.settings.path)
+            if lock.try_acquire():
+                try:
+                    return self._direct(stmt, params)
+                finally:
+                    lock.release()
+            if time.monotonic() >= deadline:
+                raise StoreBusy(
+                    f"trace store {self.settings.path} stayed locked for "
+                    f"{self.settings.lock_timeout_s:g} s and nobody answered queries"
+                )
+            time.sleep(0.05)
+
+    def _direct(self, stmt: str, params: dict[str, object] | None) -> tuple[list[str], Rows]:
+        store = open_store(self.settings)
+        try:
+            # A store the sink has never opened is created here, empty: a reader sees no
+            # rows rather than an error about missing tables.
+            store.backend.execute("SET readonly = 1")
+            return store.query(stmt, params)
+        finally:
+            store.close()
+
+    def close(self) -> None:
+        pass
+
+
 def open_reader(settings: Settings) -> TraceReader:
-    raise TraceStoreError("trace reader not implemented yet")
+    ch = settings.clickhouse
+    return ChdbReader(ch) if ch.backend == "chdb" else ServerReader(ch)
+
+
+__all__ = ["ChdbReader", "ServerReader", "Store", "TraceReader", "open_reader"]
