@@ -1,0 +1,56 @@
+"""What every CLI command shares: the lazily loaded settings, exit codes, error reporting.
+
+Kept apart from ``cli.py`` so command modules can import it without an import cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from .errors import IngestError
+from .producer import PublishError
+from .settings import Settings, load
+from .storage import LocalStorage
+from .topics import TopicMismatch, Topics
+
+EXIT_FAILED = 1
+EXIT_KAFKA = 3
+
+
+class Ctx:
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load()
+        return self._settings
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.from_settings(self.settings.kafka)
+
+    @property
+    def storage(self) -> LocalStorage:
+        return LocalStorage(self.settings.storage.root)
+
+
+pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
+
+
+@contextmanager
+def failures() -> Iterator[None]:
+    """Turn known failures into one clear line and a meaningful exit code."""
+    try:
+        yield
+    except PublishError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_KAFKA)
+    except (IngestError, TopicMismatch, ValueError, OSError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_FAILED)

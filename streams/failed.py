@@ -1,0 +1,277 @@
+"""The operator's view of dead letters: list them, resolve them, replay them.
+
+Dead letters stay in their topics forever (retention permitting); whether one is still
+open is kept in a compacted topic keyed by dead-letter id (``Topics.dead_letter_state``),
+so every machine sees the same list. A replay re-publishes the original record to its
+source topic with the same key, carries the attempt count on, and links back to the dead
+letter; the dead letter is then marked resolved. A UUID that dead-letters again after a
+replay is flagged ``poison`` and is not replayed again without ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid as uuid_mod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from . import deadletter as dl
+from . import retry
+from .producer import EventProducer
+from .settings import KafkaSettings
+from .topics import Job, Topics
+
+
+class KafkaUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class DeadLetterEntry:
+    id: str
+    uuid: str
+    job: Job
+    dlq_topic: str
+    dlq_partition: int
+    dlq_offset: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_class: str
+    error_message: str
+    reason: str
+    attempts: int
+    worker: str
+    first_failed_at: str
+    failed_at: str
+    replay_of: str | None
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str] = field(default_factory=dict)
+    poison: bool = False
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "id": self.id, "uuid": self.uuid, "source_topic": self.source_topic,
+            "error_class": self.error_class.rsplit(".", 1)[-1], "error_message": self.error_message,
+            "failed_at": self.failed_at, "attempts": self.attempts, "reason": self.reason,
+            "poison": self.poison, "replay_of": self.replay_of,
+            "dead_letter": f"{self.dlq_topic}/{self.dlq_partition}@{self.dlq_offset}",
+        }
+
+
+@dataclass(frozen=True)
+class Filter:
+    topics: tuple[str, ...] = ()
+    error: str | None = None
+    since: datetime | None = None
+    uuid: str | None = None
+    ids: tuple[str, ...] = ()
+
+    def match(self, e: DeadLetterEntry) -> bool:
+        if self.ids and e.id not in self.ids:
+            return False
+        if self.topics and e.source_topic not in self.topics and e.job.value not in self.topics:
+            return False
+        if self.error and self.error.lower() not in f"{e.error_class} {e.error_message}".lower():
+            return False
+        if self.uuid and e.uuid != self.uuid:
+            return False
+        return not (self.since and datetime.fromisoformat(e.failed_at) < self.since)
+
+
+def _consumer(kafka: KafkaSettings) -> Consumer:
+    return Consumer({
+        **kafka.confluent_config(),
+        "group.id": f"prophoto-ingest-reader-{uuid_mod.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    })
+
+
+def _snapshot(
+    c: Consumer, kafka: KafkaSettings, names: Iterable[str]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(low, high) watermarks of every non-empty partition of ``names``."""
+    md = c.list_topics(timeout=kafka.request_timeout_s)
+    if not md.brokers:
+        raise KafkaUnavailable(f"no broker answered at {kafka.bootstrap_servers}")
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for name in names:
+        t = md.topics.get(name)
+        if t is None or t.error is not None:
+            continue
+        for p in t.partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(name, p), timeout=kafka.request_timeout_s)
+            if hi > lo:
+                out[(name, p)] = (lo, hi)
+    return out
+
+
+def read_all(kafka: KafkaSettings, topic_names: Iterable[str], timeout_s: float = 30.0) -> Iterator[Any]:
+    """Every record in ``topic_names`` up to the end offsets seen at the start (a snapshot)."""
+    c = _consumer(kafka)
+    try:
+        marks = _snapshot(c, kafka, topic_names)
+        ends = {tp: hi for tp, (_, hi) in marks.items()}
+        if not ends:
+            return
+        c.assign([TopicPartition(t, p, lo) for (t, p), (lo, _) in marks.items()])
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"timed out reading {sorted({t for t, _ in ends})}")
+            for m in c.consume(1000, timeout=0.5):
+                tp = (m.topic(), m.partition())
+                if m.error() is not None or tp not in ends:
+                    continue  # partition EOF and transient errors: the end check decides
+                yield m
+                if (m.offset() or 0) + 1 >= ends[tp]:
+                    del ends[tp]
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka error: {exc}") from exc
+    finally:
+        c.close()
+
+
+class DeadLetters:
+    def __init__(self, kafka: KafkaSettings, topics: Topics) -> None:
+        self.kafka = kafka
+        self.topics = topics
+
+    # -- state ----------------------------------------------------------------------
+    def resolved(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        for m in read_all(self.kafka, [self.topics.dead_letter_state]):
+            key = m.key().decode()
+            value = m.value()
+            if value is None:
+                out.pop(key, None)  # tombstone: reopened
+                continue
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                continue
+        return out
+
+    def entries(self, *, include_resolved: bool = False) -> list[DeadLetterEntry]:
+        """Dead letters, newest copy per id, with the poison flag; unresolved by default."""
+        by_id: dict[str, DeadLetterEntry] = {}
+        names = {self.topics.dead_letter(j): j for j in Job}
+        for m in read_all(self.kafka, names):
+            entry = _entry(m, names[m.topic()])
+            by_id[entry.id] = entry
+        resolved = self.resolved()
+        for e in by_id.values():
+            # It failed again after a replay: the input itself is bad; stop the loop here.
+            e.poison = e.replay_of is not None
+        keep = (e for e in by_id.values() if include_resolved or e.id not in resolved)
+        return sorted(keep, key=lambda e: (e.failed_at, e.id))
+
+    def resolve(self, ids: Iterable[str], how: str, by: str = "cli") -> int:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        n = 0
+        with EventProducer(self.kafka) as p:
+            for i in ids:
+                body = {"id": i, "status": "resolved", "how": how, "at": now, "by": by}
+                p.send(self.topics.dead_letter_state, i.encode(), json.dumps(body).encode())
+                n += 1
+        return n
+
+    # -- replay ---------------------------------------------------------------------
+    def clear(self, group: str, topic: str, *, apply: bool) -> dict[int, int]:
+        """Records per partition between the group's committed offset and the end; with
+        ``apply``, move the committed offsets to the end (the group must have no members)."""
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(self.kafka.confluent_config())
+        c = _consumer(self.kafka)
+        t = self.kafka.request_timeout_s
+        try:
+            md = c.list_topics(topic, timeout=t)
+            meta = md.topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise ValueError(f"no topic {topic!r} on the broker")
+            tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+            fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
+            committed = {tp.partition: tp.offset for tp in fut[group].result(timeout=t).topic_partitions}
+            skipped: dict[int, int] = {}
+            ends: list[TopicPartition] = []
+            for tp in tps:
+                lo, hi = c.get_watermark_offsets(tp, timeout=t)
+                start = committed.get(tp.partition, -1)
+                start = lo if start < 0 else start
+                skipped[tp.partition] = max(0, hi - start)
+                ends.append(TopicPartition(topic, tp.partition, hi))
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"Kafka error: {exc}") from exc
+        finally:
+            c.close()
+        if apply and any(skipped.values()):
+            fut2 = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, ends)])
+            try:
+                fut2[group].result(timeout=t)
+            except KafkaException as exc:
+                raise KafkaUnavailable(
+                    f"cannot move offsets of group {group!r} ({exc.args[0]}); Kafka refuses while "
+                    "workers are members: stop them first (prophoto-ingest restart)"
+                ) from exc
+        return skipped
+
+    def replay(
+        self, entries: list[DeadLetterEntry], *, dry_run: bool = False, rate: float | None = None,
+        progress: Callable[[DeadLetterEntry], None] | None = None,
+    ) -> list[DeadLetterEntry]:
+        """Re-publish each entry to its source topic, then mark it resolved."""
+        if dry_run or not entries:
+            return entries
+        interval = 1.0 / rate if rate else 0.0
+        with EventProducer(self.kafka) as p:
+            for e in entries:
+                headers = {k: v for k, v in e.headers.items() if k.startswith("x-ingest-")
+                           and k not in _DLQ_ONLY}
+                headers[retry.H_ATTEMPT] = str(e.attempts)
+                headers[retry.H_ROUND_BASE] = str(e.attempts)
+                headers[dl.H_REPLAY_OF] = e.id
+                for k in (retry.H_NOT_BEFORE, retry.H_ORIGINAL_TOPIC, retry.H_ORIGINAL_PARTITION,
+                          retry.H_ORIGINAL_OFFSET, retry.H_ORIGINAL_TIMESTAMP, retry.H_FIRST_FAILURE):
+                    headers.pop(k, None)
+                p.send(e.source_topic, e.key, e.value, headers=[(k, v.encode()) for k, v in headers.items()])
+                if progress:
+                    progress(e)
+                if interval:
+                    p.flush()
+                    time.sleep(interval)
+        self.resolve([e.id for e in entries], "replay")
+        return entries
+
+
+_DLQ_ONLY = {dl.H_ID, dl.H_REASON, dl.H_ATTEMPTS, dl.H_WORKER, dl.H_FIRST_FAILURE, dl.H_LAST_FAILURE,
+             dl.H_REPLAY_OF, retry.H_LAST_ERROR}
+
+
+def _entry(m: Any, job: Job) -> DeadLetterEntry:
+    h = dl.headers_to_dict(m.headers())
+    topic, partition, offset = m.topic(), m.partition(), m.offset()
+    key = m.key()
+    src_topic = h.get(dl.H_TOPIC, "")
+    src_part = int(h.get(dl.H_PARTITION, "-1") or -1)
+    src_off = int(h.get(dl.H_OFFSET, "-1") or -1)
+    return DeadLetterEntry(
+        id=h.get(dl.H_ID) or dl.dead_letter_id(topic, partition, offset),
+        uuid=(key or b"").decode("utf-8", "replace"),
+        job=job, dlq_topic=topic, dlq_partition=partition, dlq_offset=offset,
+        source_topic=src_topic, source_partition=src_part, source_offset=src_off,
+        error_class=h.get(dl.H_EXC_CLASS, "?"), error_message=h.get(dl.H_EXC_MESSAGE, ""),
+        reason=h.get(dl.H_REASON, "?"), attempts=int(h.get(dl.H_ATTEMPTS, "0") or 0),
+        worker=h.get(dl.H_WORKER, ""), first_failed_at=h.get(dl.H_FIRST_FAILURE, ""),
+        failed_at=h.get(dl.H_LAST_FAILURE, ""), replay_of=h.get(dl.H_REPLAY_OF),
+        key=key, value=m.value(), headers=h,
+    )
