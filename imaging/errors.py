@@ -3,8 +3,11 @@
     ImagingError
     ├── UnsupportedFormat    not an image we can read (permanent)
     ├── CorruptImage         truncated or undecodable data (permanent)
-    ├── ImageTooLarge        over the pixel, byte or frame limit (permanent)
-    └── ExiftoolTimeout      exiftool hung or died; a fresh process may succeed (transient)
+    ├── ImageTooLarge        over the pixel, byte or frame limit: a decompression bomb (permanent)
+    └── TransientImagingError                                       (transient)
+        ├── ExiftoolTimeout      exiftool hung, died or stayed busy; a fresh process may succeed
+        ├── DecodeTimeout        decoding ran past its deadline (a loaded machine, or a huge file)
+        └── StorageUnavailable   the file could not be read (I/O error, permissions, gone)
 
 Every error carries the attempt records made before it was raised, so a failed job still
 leaves its trace.
@@ -38,5 +41,17 @@ class ImageTooLarge(ImagingError):
     pass
 
 
-class ExiftoolTimeout(ImagingError):
+class TransientImagingError(ImagingError):
     retriable = True
+
+
+class ExiftoolTimeout(TransientImagingError):
+    pass
+
+
+class DecodeTimeout(TransientImagingError):
+    pass
+
+
+class StorageUnavailable(TransientImagingError):
+    pass

@@ -1,116 +1,296 @@
 """The imaging entry point: previews, thumbnails, enhanced previews and metadata for one file.
 
-Paths in, encoded JPEGs and attempt records out; nothing here knows about Kafka.
+Each output is a chain of methods tried in order, each try an ``Attempt``:
+
+    preview_extraction / enhance
+      1 embedded_preview     the camera's JPEG (exiftool), if at least as large as the target
+      2 pillow_decode        decode with DCT-domain downscaling, resample the rest
+      3 raw_embedded_jpeg    RAW only: the embedded JPEG whatever its size, marked undersized
+    thumbnail_generation     from the preview just made (the original is never decoded twice)
+    metadata_extraction
+      1 exiftool             exiftool JSON into ImageMetadata
+      2 pillow_exif          Pillow's EXIF reader
+
+Paths in, encoded JPEGs and attempt records out; nothing here knows about Kafka. An Imager
+is shared by a worker's threads: the exiftool process behind it is guarded by a lock.
 """
 
 from __future__ import annotations
 
 import io
 import time
-import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from .errors import CorruptImage, ImageTooLarge, ImagingError, UnsupportedFormat
-from .types import Attempt, EnhanceResult, ImagingConfig, MetadataResult, PreviewResult, Rendition
+from . import formats  # noqa: F401 - registers the HEIC/HEIF opener
+from .errors import ImagingError, UnsupportedFormat
+from .exiftool import Exiftool, ExiftoolFailed
+from .metadata import METADATA_ARGS, from_exiftool, from_pillow
+from .probe import Embedded, Probe, is_raw, probe
+from .render import Box, Carry, check_file, classified, decode, encode, open_image, scale_for, thumbnail
+from .types import (
+    Attempt,
+    EnhanceResult,
+    ImagingConfig,
+    MetadataResult,
+    PreviewResult,
+    Rendition,
+    ThumbnailResult,
+)
 
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
+@dataclass
+class _Made:
+    """A decoded, upright sRGB image, its encoded rendition and how it was made."""
+
+    image: Image.Image
+    rendition: Rendition
+    carry: Carry
+    from_embedded: bool = False
+    undersized: bool = False
+
+
+@dataclass
+class _Candidate:
+    """An embedded JPEG pulled out of the file, opened (header only)."""
+
+    tag: str
+    data: bytes
+    size: tuple[int, int]
+
+
 class Imager:
     def __init__(self, config: ImagingConfig | None = None) -> None:
         self.config = config or ImagingConfig()
+        self.exiftool = Exiftool(self.config.exiftool_timeout_s)
+        # Pillow warns at its own bomb threshold before our check runs; make ours the one.
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, self.config.max_pixels)
 
     def close(self) -> None:
-        pass
+        self.exiftool.close()
 
-    def _open(self, path: Path) -> Image.Image:
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise UnsupportedFormat(f"no such file: {path.name}") from None
-        if size == 0:
-            raise CorruptImage(f"{path.name}: empty file")
-        if size > self.config.max_file_bytes:
-            raise ImageTooLarge(f"{path.name}: {size} bytes over the limit {self.config.max_file_bytes}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                im = Image.open(path)
-        except UnidentifiedImageError:
-            raise UnsupportedFormat(f"{path.name}: not a recognised image format") from None
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageTooLarge(f"{path.name}: {exc}") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise CorruptImage(f"{path.name}: {exc}") from None
-        if im.width * im.height > self.config.max_pixels:
-            raise ImageTooLarge(
-                f"{path.name}: {im.width}x{im.height} over the pixel limit {self.config.max_pixels}"
-            )
-        return im
+    def __enter__(self) -> Imager:
+        return self
 
-    def _render(self, path: Path, long_edge: int, quality: int) -> tuple[Image.Image, Rendition]:
-        im = self._open(path)
-        try:
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            if im.mode != "RGB":
-                im = im.convert("RGB")
-            im.thumbnail((long_edge, long_edge), Image.Resampling.LANCZOS)
-        except ImagingError:
-            raise
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise CorruptImage(f"{path.name}: {exc}") from None
-        return im, _encode(im, quality)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
+    # -- outputs ---------------------------------------------------------------------------
     def preview(self, path: Path) -> PreviewResult:
+        c = self.config
         attempts: list[Attempt] = []
+        made = self._chain(path, "preview_extraction", c.preview_long_edge, c.preview_quality, attempts)
         start = time.perf_counter()
         try:
-            im, rendition = self._render(path, self.config.preview_long_edge, self.config.preview_quality)
+            with classified(path.name):
+                thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
+                thumb_r = encode(thumb, c.preview_quality, self._exif_of(made))
         except ImagingError as exc:
-            attempts.append(Attempt("preview_extraction", "pillow_decode", 1, False, _ms(start), str(exc)))
+            attempts.append(Attempt("thumbnail_generation", "from_preview", 1, False, _ms(start), str(exc)))
             exc.attempts = attempts
             raise
-        attempts.append(
-            Attempt("preview_extraction", "pillow_decode", 1, True, _ms(start), None,
-                    len(rendition.data), rendition.width, rendition.height)
-        )
-        start = time.perf_counter()
-        n = self.config.thumbnail_size
-        thumb = ImageOps.fit(im, (n, n), Image.Resampling.LANCZOS)
-        thumb_r = _encode(thumb, self.config.preview_quality)
-        attempts.append(
-            Attempt("thumbnail_generation", "from_preview", 1, True, _ms(start), None,
-                    len(thumb_r.data), thumb_r.width, thumb_r.height)
-        )
-        return PreviewResult(rendition, thumb_r, attempts)
+        method = "from_embedded_preview" if made.from_embedded else "from_preview"
+        attempts.append(Attempt("thumbnail_generation", method, 1, True, _ms(start), None,
+                                len(thumb_r.data), thumb_r.width, thumb_r.height))
+        return PreviewResult(made.rendition, thumb_r, attempts, made.from_embedded, made.undersized)
 
     def enhance(self, path: Path, long_edge: int | None = None) -> EnhanceResult:
-        start = time.perf_counter()
+        attempts: list[Attempt] = []
         edge = long_edge or self.config.enhance_long_edge
-        try:
-            _, rendition = self._render(path, edge, self.config.enhance_quality)
-        except ImagingError as exc:
-            exc.attempts = [Attempt("enhance", "pillow_decode", 1, False, _ms(start), str(exc))]
-            raise
-        return EnhanceResult(
-            rendition,
-            [Attempt("enhance", "pillow_decode", 1, True, _ms(start), None,
-                     len(rendition.data), rendition.width, rendition.height)],
-        )
+        made = self._chain(path, "enhance", edge, self.config.enhance_quality, attempts)
+        return EnhanceResult(made.rendition, attempts, made.from_embedded, made.undersized)
+
+    def thumbnail(self, path: Path) -> ThumbnailResult:
+        """Only the thumbnail, as fast as it can be had (an embedded preview is usually enough)."""
+        c = self.config
+        attempts: list[Attempt] = []
+        box: Box = ("cover" if c.thumbnail_fit == "cover" else "fit", c.thumbnail_size)
+        made = self._chain(path, "thumbnail_generation", c.thumbnail_size, c.preview_quality, attempts,
+                           box=box, encode_output=False)
+        thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
+        r = encode(thumb, c.preview_quality, self._exif_of(made))
+        attempts[-1] = replace(attempts[-1], size_bytes=len(r.data), width=r.width, height=r.height)
+        return ThumbnailResult(r, attempts, made.from_embedded)
 
     def metadata(self, path: Path) -> MetadataResult:
+        attempts: list[Attempt] = []
+        check_file(path, self.config)
         start = time.perf_counter()
-        im = self._open(path)
-        meta: dict[str, object] = {"width": im.width, "height": im.height, "format": im.format}
-        return MetadataResult(meta, [Attempt("metadata_extraction", "pillow_exif", 1, True, _ms(start))])
+        first_error: ImagingError | None = None
+        try:
+            row = self.exiftool.json(METADATA_ARGS, path)
+            meta = from_exiftool(row)
+            attempts.append(Attempt("metadata_extraction", "exiftool", 1, True, _ms(start),
+                                    width=meta.width, height=meta.height))
+            return MetadataResult(meta, attempts)
+        except ExiftoolFailed as exc:
+            attempts.append(Attempt("metadata_extraction", "exiftool", 1, False, _ms(start), str(exc)))
+        except ImagingError as exc:
+            attempts.append(Attempt("metadata_extraction", "exiftool", 1, False, _ms(start), str(exc)))
+            first_error = exc
+        start = time.perf_counter()
+        try:
+            with open_image(path, self.config, path.name) as im, classified(path.name):
+                meta = from_pillow(im)
+        except ImagingError as exc:
+            attempts.append(Attempt("metadata_extraction", "pillow_exif", 2, False, _ms(start), str(exc)))
+            # A transient exiftool failure beats Pillow's "unknown format": exiftool reads more.
+            err = first_error if first_error is not None and first_error.retriable else exc
+            err.attempts = attempts
+            raise err from None
+        attempts.append(Attempt("metadata_extraction", "pillow_exif", 2, True, _ms(start),
+                                width=meta.width, height=meta.height))
+        return MetadataResult(meta, attempts)
+
+    # -- the chain -------------------------------------------------------------------------
+    def _chain(
+        self, path: Path, trace: str, long_edge: int, quality: int, attempts: list[Attempt],
+        box: Box | None = None, encode_output: bool = True,
+    ) -> _Made:
+        box = box or ("fit", long_edge)
+        start = time.perf_counter()
+        try:
+            check_file(path, self.config)
+        except ImagingError as exc:
+            attempts.append(Attempt(trace, "file_check", 0, False, _ms(start), str(exc)))
+            exc.attempts = attempts
+            raise
+        info = Probe(is_raw=is_raw(path, None))
+        cand: _Candidate | None = None
+        # 1: the camera's own preview
+        try:
+            info = probe(self.exiftool, path)
+            cand = self._embedded(path, info)
+            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=True)
+            attempts.append(self._ok(trace, "embedded_preview", 1, start, made, cand.tag))
+            return made
+        except ExiftoolFailed as exc:
+            attempts.append(Attempt(trace, "embedded_preview", 1, False, _ms(start), f"exiftool: {exc}"))
+        except ImagingError as exc:
+            attempts.append(Attempt(trace, "embedded_preview", 1, False, _ms(start), str(exc)))
+            if info.is_raw and (exc.retriable or cand is None):
+                exc.attempts = attempts
+                raise
+        # 2: decode the file itself
+        start = time.perf_counter()
+        if info.is_raw:
+            kind = info.file_type or path.suffix
+            attempts.append(Attempt(trace, "pillow_decode", 2, False, 0.0,
+                                    f"{kind} is camera RAW: Pillow cannot decode it"))
+        else:
+            try:
+                made = self._decode_file(path, info, box, quality, encode_output)
+                attempts.append(self._ok(trace, "pillow_decode", 2, start, made))
+                return made
+            except ImagingError as exc:
+                attempts.append(Attempt(trace, "pillow_decode", 2, False, _ms(start), str(exc)))
+                exc.attempts = attempts
+                raise
+        # 3: RAW: the embedded JPEG is all there is
+        start = time.perf_counter()
+        try:
+            if cand is None:
+                raise UnsupportedFormat(f"{path.name}: camera RAW without an embedded JPEG preview")
+            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=False)
+        except ImagingError as exc:
+            attempts.append(Attempt(trace, "raw_embedded_jpeg", 3, False, _ms(start), str(exc)))
+            exc.attempts = attempts
+            raise
+        attempts.append(self._ok(trace, "raw_embedded_jpeg", 3, start, made, cand.tag))
+        return made
+
+    def _ok(self, trace: str, method: str, order: int, start: float, made: _Made,
+            tag: str | None = None) -> Attempt:
+        r = made.rendition
+        note = None
+        if made.undersized:
+            note = f"undersized: {tag} is {r.width}x{r.height}, the largest image in the file"
+        size = len(r.data) if r.data else None
+        return Attempt(trace, method, order, True, _ms(start), note, size, r.width, r.height)
+
+    def _embedded(self, path: Path, info: Probe) -> _Candidate:
+        if not info.embedded:
+            raise UnsupportedFormat(f"{path.name}: no embedded preview")
+        problems: list[str] = []
+        for emb in info.embedded:
+            try:
+                data = self.exiftool.binary(emb.tag, path)
+                with classified(f"{path.name}:{emb.tag}"), Image.open(io.BytesIO(data)) as im:
+                    if im.format not in ("JPEG", "MPO"):
+                        raise UnsupportedFormat(f"{emb.tag} is {im.format}, not a JPEG")
+                    return _Candidate(emb.tag, data, im.size)
+            except (ExiftoolFailed, UnsupportedFormat, ImagingError) as exc:
+                if isinstance(exc, ImagingError) and exc.retriable:
+                    raise
+                problems.append(f"{_short(emb)}: {exc}")
+        raise UnsupportedFormat(f"{path.name}: no usable embedded preview ({'; '.join(problems)})")
+
+    def _from_candidate(
+        self, path: Path, info: Probe, cand: _Candidate, box: Box, quality: int, encode_output: bool,
+        require: bool,
+    ) -> _Made:
+        w, h = cand.size
+        need = scale_for((info.width or w, info.height or h), box) if not info.is_raw else scale_for(
+            (w, h), box)
+        have_long, need_long = max(w, h), max(need)
+        if box[0] == "cover":
+            have_long, need_long = min(w, h), min(need)
+        undersized = have_long < need_long
+        if require and undersized:
+            raise UnsupportedFormat(
+                f"embedded {cand.tag.rpartition(':')[2]} {w}x{h} is smaller than the target "
+                f"{need[0]}x{need[1]}"
+            )
+        # a letterboxed or cropped preview would not be the photo
+        if require and not info.is_raw and info.width and info.height and _other_shape(
+            (w, h), (info.width, info.height)
+        ):
+            raise UnsupportedFormat(
+                    f"embedded {cand.tag} {w}x{h} has another shape than the image "
+                    f"{info.width}x{info.height}"
+                )
+        name = f"{path.name}:{cand.tag}"
+        im = open_image(io.BytesIO(cand.data), self.config, name)
+        own = im.getexif().get(0x0112)
+        orientation = int(own) if isinstance(own, int) and 1 <= own <= 8 and own != 1 else info.orientation
+        out = decode(im, box, name, self._deadline(), orientation=orientation)
+        carry = Carry(info.copyright, info.artist, info.gps)
+        rendition = self._encode(out, quality, carry) if encode_output else Rendition(b"", *out.size)
+        return _Made(out, rendition, carry, from_embedded=True, undersized=undersized and info.is_raw)
+
+    def _decode_file(self, path: Path, info: Probe, box: Box, quality: int, encode_output: bool) -> _Made:
+        try:
+            im = open_image(path, self.config, path.name)
+        except UnsupportedFormat as exc:
+            if info.file_type and info.file_type not in ("TXT", "-"):
+                raise UnsupportedFormat(f"{exc} (exiftool sees {info.file_type})") from None
+            raise
+        with classified(path.name):
+            carry = Carry.from_exif(im.getexif())
+        out = decode(im, box, path.name, self._deadline())
+        rendition = self._encode(out, quality, carry) if encode_output else Rendition(b"", *out.size)
+        return _Made(out, rendition, carry)
+
+    def _encode(self, im: Image.Image, quality: int, carry: Carry) -> Rendition:
+        return encode(im, quality, carry.exif_bytes(keep_gps=not self.config.strip_gps))
+
+    def _exif_of(self, made: _Made) -> bytes:
+        return made.carry.exif_bytes(keep_gps=not self.config.strip_gps)
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.config.decode_timeout_s
 
 
-def _encode(im: Image.Image, quality: int) -> Rendition:
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality, progressive=True, optimize=False)
-    return Rendition(buf.getvalue(), im.width, im.height)
+def _short(emb: Embedded) -> str:
+    return emb.tag.rpartition(":")[2]
+
+
+def _other_shape(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    ra, rb = a[0] / a[1], b[0] / b[1]
+    return abs(ra - rb) > 0.02 and abs(1 / ra - rb) > 0.02  # either way round: orientation

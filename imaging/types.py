@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .metadata import ImageMetadata
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,9 @@ class ImagingConfig:
     max_file_bytes: int = 512 * 1024 * 1024
     max_frames: int = 64
     exiftool_timeout_s: float = 20.0
+    # Checked between decode steps: Python cannot interrupt a running decoder, so a file
+    # that overruns fails at the next step instead of holding its thread for good.
+    decode_timeout_s: float = 60.0
     strip_gps: bool = True
 
 
@@ -51,15 +57,27 @@ class PreviewResult:
     thumbnail: Rendition
     attempts: list[Attempt] = field(default_factory=list)
     from_embedded: bool = False
+    # A RAW file whose embedded JPEG is smaller than the target: the best there is, but
+    # not what was asked for.
+    undersized: bool = False
 
 
 @dataclass
 class EnhanceResult:
     image: Rendition
     attempts: list[Attempt] = field(default_factory=list)
+    from_embedded: bool = False
+    undersized: bool = False
+
+
+@dataclass
+class ThumbnailResult:
+    thumbnail: Rendition
+    attempts: list[Attempt] = field(default_factory=list)
+    from_embedded: bool = False
 
 
 @dataclass
 class MetadataResult:
-    metadata: dict[str, object]
+    metadata: ImageMetadata
     attempts: list[Attempt] = field(default_factory=list)

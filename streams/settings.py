@@ -110,6 +110,7 @@ class ImagingSettings(_Group):
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
     max_frames: int = Field(64, ge=1)
     exiftool_timeout_s: float = Field(20.0, gt=0)
+    decode_timeout_s: float = Field(60.0, gt=0)
     strip_gps: bool = True
 
 

@@ -40,7 +40,7 @@ def handle(event: IngestRequested, s: Services) -> JobResult:
         ingested_at=datetime.now(UTC),
         owner_id=event.owner_id,
         gallery_id=event.gallery_id,
-        metadata=meta.metadata,
+        metadata=meta.metadata.as_json(),
     )
     payload = record.model_dump_json().encode()
     st.write_bytes(st.metadata_path(event.uuid), payload)

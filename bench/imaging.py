@@ -1,0 +1,91 @@
+"""Preview + thumbnail speed, per core: the project's path against naive Pillow, in one run.
+
+    .venv/bin/python bench/imaging.py [--rounds N] [--keep DIR]
+
+Inputs are generated: a 6000x4000 camera-like JPEG (~8-9 MB, orientation 6, an MPF preview of
+1920x1280, smaller than the 2048 target, so the project decodes the file itself) and a RAW-like
+NEF with a 3000x2000 embedded JPEG. The baseline is what a first version would do: full
+decode, rotate at full size, LANCZOS to 2048, a thumbnail from the full image. Prints
+images/s for both and, last, ``ratio: N.NN`` (project / baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from imaging import Imager, ImagingConfig  # noqa: E402
+from imaging import samples  # noqa: E402
+
+
+def baseline(path: Path) -> None:
+    with Image.open(path) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        full = im.convert("RGB")
+    r = 2048 / max(full.size)
+    prev = full.resize((round(full.width * r), round(full.height * r)), Image.Resampling.LANCZOS)
+    prev.save(io.BytesIO(), "JPEG", quality=85)
+    thumb = ImageOps.fit(full, (400, 400), Image.Resampling.LANCZOS)
+    thumb.save(io.BytesIO(), "JPEG", quality=85)
+
+
+def timed(fn: Callable[[], object], rounds: int) -> list[float]:
+    fn()  # warm: exiftool started, code paths loaded
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--keep", type=Path, default=None, help="write the inputs here and keep them")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = args.keep or Path(tmp)
+        d.mkdir(parents=True, exist_ok=True)
+        jpg = samples.camera_jpeg(d / "camera.jpg", orientation=6, quality=85)
+        raw = samples.raw_like(d / "camera.nef", samples.photo((3000, 2000)), orientation=6)
+        print(f"inputs: {jpg.name} {jpg.stat().st_size / 1e6:.1f} MB 6000x4000 (MPF preview 1920x1280), "
+              f"{raw.name} {raw.stat().st_size / 1e6:.1f} MB (JpgFromRaw 3000x2000)")
+        print(f"Pillow {Image.__version__}, rounds {args.rounds}, one thread (= one core)")
+        with Imager(ImagingConfig()) as imager:
+            decode_only = timed(lambda: Image.open(jpg).load(), args.rounds)
+            base: list[float] = []
+            proj: list[float] = []
+            for _ in range(args.rounds):  # interleaved, so machine noise hits both alike
+                base += timed(lambda: baseline(jpg), 1)
+                proj += timed(lambda: imager.preview(jpg), 1)
+            raw_prev = timed(lambda: imager.preview(raw), args.rounds)
+            enhance = timed(lambda: imager.enhance(jpg), max(3, args.rounds // 2))
+            first_thumb = timed(lambda: imager.thumbnail(raw), args.rounds * 2)
+            res = imager.preview(jpg)
+        methods = ", ".join(f"{a.method_tried}={'ok' if a.success else 'failed'}" for a in res.attempts)
+        b, p = statistics.median(base), statistics.median(proj)
+        print(f"full decode only (6000x4000):        {statistics.median(decode_only) * 1000:7.1f} ms")
+        print(f"baseline preview+thumbnail:          {b * 1000:7.1f} ms  {1 / b:6.2f} images/s")
+        print(f"project  preview+thumbnail:          {p * 1000:7.1f} ms  {1 / p:6.2f} images/s  ({methods})")
+        print(f"project  preview+thumbnail RAW-like: {statistics.median(raw_prev) * 1000:7.1f} ms  "
+              f"{1 / statistics.median(raw_prev):6.2f} images/s (embedded JPEG)")
+        print(f"project  enhance 4096 (JPEG):        {statistics.median(enhance) * 1000:7.1f} ms  "
+              f"{1 / statistics.median(enhance):6.2f} images/s")
+        print(f"time to first thumbnail (embedded):  {statistics.median(first_thumb) * 1000:7.1f} ms")
+        print(f"ratio: {b / p:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Decoding, downscaling and encoding, fast where it can be and faithful always.
+
+JPEGs are scaled inside the decoder (DCT-domain, 1/2 to 1/8) to the smallest size that still
+covers the target, then resampled; orientation is applied after the downscale, on the small
+image; colours are converted to sRGB last. Every limit is checked before pixels are decoded.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import math
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Literal
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.TiffImagePlugin import IFDRational
+
+from .color import SRGB_ICC, to_srgb
+from .errors import (
+    CorruptImage,
+    DecodeTimeout,
+    ImageTooLarge,
+    ImagingError,
+    StorageUnavailable,
+    UnsupportedFormat,
+)
+from .types import ImagingConfig, Rendition
+
+# What Pillow's plugins raise on hostile bytes; anything else is a bug of ours and propagates.
+_DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
+    ZeroDivisionError, zlib.error, OverflowError, MemoryError, RecursionError,
+)
+# errno values that mean the storage, not the file, is the problem.
+_STORAGE_ERRNOS = {
+    errno.EIO, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ESTALE, errno.ETIMEDOUT,
+    errno.ENOTCONN, errno.EAGAIN, errno.ENXIO, errno.EHOSTDOWN,
+}
+
+ORIENTATION = 0x0112
+_TRANSPOSE: dict[int, list[Image.Transpose]] = {
+    2: [Image.Transpose.FLIP_LEFT_RIGHT],
+    3: [Image.Transpose.ROTATE_180],
+    4: [Image.Transpose.FLIP_TOP_BOTTOM],
+    5: [Image.Transpose.TRANSPOSE],
+    6: [Image.Transpose.ROTATE_270],
+    7: [Image.Transpose.TRANSVERSE],
+    8: [Image.Transpose.ROTATE_90],
+}
+
+Box = tuple[Literal["fit", "cover"], int]
+
+
+@contextmanager
+def classified(name: str) -> Iterator[None]:
+    """Turn whatever decoding raises into an ImagingError that says what to do with it."""
+    try:
+        yield
+    except ImagingError:
+        raise
+    except UnidentifiedImageError:
+        raise UnsupportedFormat(f"{name}: not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"{name}: decompression bomb: {exc}") from None
+    except OSError as exc:
+        if exc.errno in _STORAGE_ERRNOS:
+            raise StorageUnavailable(f"{name}: cannot read: {exc.strerror or exc}") from None
+        raise CorruptImage(f"{name}: {exc}") from None
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"{name}: undecodable ({type(exc).__name__}: {exc})") from None
+
+
+def check_file(path: Path, config: ImagingConfig) -> int:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise StorageUnavailable(f"{path.name}: no such file (storage unmounted or file moved?)") from None
+    except OSError as exc:
+        raise StorageUnavailable(f"{path.name}: cannot stat: {exc.strerror or exc}") from None
+    if size == 0:
+        raise CorruptImage(f"{path.name}: empty file (0 bytes)")
+    if size > config.max_file_bytes:
+        raise ImageTooLarge(f"{path.name}: {size} bytes, over the limit of {config.max_file_bytes}")
+    return size
+
+
+def open_image(fp: Path | IO[bytes], config: ImagingConfig, name: str) -> Image.Image:
+    """Open (header only) and check pixel and frame limits before any pixel is decoded."""
+    with classified(name):
+        im = Image.open(fp)
+        try:
+            pixels = im.width * im.height
+            if pixels > config.max_pixels:
+                raise ImageTooLarge(
+                    f"{name}: {im.width}x{im.height} = {pixels} pixels, over the limit of "
+                    f"{config.max_pixels} (decompression bomb?)"
+                )
+            # GIF counts frames by walking the file; TIFF and MPO read it from their index.
+            frames = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
+            if frames > config.max_frames:
+                raise ImageTooLarge(f"{name}: {frames} frames, over the limit of {config.max_frames}")
+        except BaseException:
+            im.close()
+            raise
+        return im
+
+
+def scale_for(size: tuple[int, int], box: Box) -> tuple[int, int]:
+    """The size ``size`` scales to so it fits ``box`` (never larger than it was)."""
+    w, h = size
+    kind, n = box
+    r = min(1.0, n / max(w, h)) if kind == "fit" else min(1.0, n / min(w, h))
+    return max(1, round(w * r)), max(1, round(h * r))
+
+
+def decode(
+    im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None
+) -> Image.Image:
+    """Decode ``im`` scaled to ``box``, upright and in sRGB. Closes ``im``."""
+    with classified(name), im:
+        target = scale_for(im.size, box)
+        if im.format in ("JPEG", "MPO") and target != im.size:
+            _dct_scale(im, target)
+        im.load()
+        _check(deadline, name, "decode")
+        if orientation is None:
+            orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
+        icc = im.info.get("icc_profile")
+        out = _resize(im, target)
+        _check(deadline, name, "resize")
+        out = to_srgb(out, icc if isinstance(icc, bytes) else None)
+        for op in _TRANSPOSE.get(orientation, []):
+            out = out.transpose(op)
+        return out
+
+
+def _dct_scale(im: Image.Image, target: tuple[int, int]) -> None:
+    """Let the JPEG decoder do most of the downscaling (IDCT at a reduced size)."""
+    w, h = im.size
+    if (
+        len(im.tile) == 1 and not getattr(im, "decoderconfig", ())
+        and 3 * w >= 8 * target[0] and 3 * h >= 8 * target[1]
+        and (2 * w < 8 * target[0] or 2 * h < 8 * target[1])
+    ):
+        # 3/8 is enough and 1/4 is not: draft() would decode at 1/2 and leave more to resample.
+        # Pillow asks libjpeg-turbo for 1/denominator and libjpeg-turbo rounds up to N/8, so
+        # denominator 3 decodes at 3/8. Pillow's tile and size must say so too.
+        tile = im.tile[0]
+        size = ((w * 3 + 7) // 8, (h * 3 + 7) // 8)
+        im.tile = [tile._replace(extents=(0, 0, *size))]
+        im.decoderconfig = (3, 0)
+        im._size = size
+        return
+    # draft() takes the largest 1/s that keeps *both* axes >= the request, so the request
+    # must keep the image's aspect: a square box would stop it at the short side.
+    im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else None, target)
+
+
+def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+    from .color import prepare
+
+    im = prepare(im)
+    if im.size == target:
+        return im if im.mode != "P" else im.convert("RGB")
+    return im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _check(deadline: float, name: str, step: str) -> None:
+    if time.monotonic() > deadline:
+        raise DecodeTimeout(f"{name}: {step} ran past the decode time-out")
+
+
+def thumbnail(im: Image.Image, size: int, fit: Literal["cover", "contain"]) -> Image.Image:
+    if fit == "contain":
+        return ImageOps.contain(im, (size, size), Image.Resampling.LANCZOS)
+    # cover: the centred square of the short side, resampled straight from the source box
+    short = min(im.width, im.height)
+    left, top = (im.width - short) / 2, (im.height - short) / 2
+    side = min(size, short)
+    return im.resize((side, side), Image.Resampling.LANCZOS, box=(left, top, left + short, top + short),
+                     reducing_gap=2.0)
+
+
+@dataclass(frozen=True)
+class Carry:
+    """The EXIF a rendition keeps: copyright always, GPS only when asked; nothing private."""
+
+    copyright: str | None = None
+    artist: str | None = None
+    gps: tuple[float, float, float | None] | None = None
+
+    @classmethod
+    def from_exif(cls, exif: Image.Exif) -> Carry:
+        gps_ifd = exif.get_ifd(0x8825)
+        gps = None
+        try:
+            lat = _dms(gps_ifd[2]) * (-1 if gps_ifd.get(1) == "S" else 1)
+            lon = _dms(gps_ifd[4]) * (-1 if gps_ifd.get(3) == "W" else 1)
+            alt = float(gps_ifd[6]) if 6 in gps_ifd else None
+            gps = (lat, lon, alt)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            pass
+        copyright_, artist = (_text(exif.get(t)) for t in (0x8298, 0x013B))
+        return cls(copyright_, artist, gps)
+
+    def exif_bytes(self, keep_gps: bool) -> bytes:
+        e = Image.Exif()
+        if self.copyright:
+            e[0x8298] = self.copyright
+        if self.artist:
+            e[0x013B] = self.artist
+        if keep_gps and self.gps:
+            lat, lon, alt = self.gps
+            g = e.get_ifd(0x8825)
+            g.update({0: b"\x02\x03\x00\x00", 1: "N" if lat >= 0 else "S", 2: _to_dms(lat),
+                      3: "E" if lon >= 0 else "W", 4: _to_dms(lon)})
+            if alt is not None:
+                g.update({5: b"\x00" if alt >= 0 else b"\x01", 6: _rational(abs(alt))})
+        return e.tobytes() if len(e) or (keep_gps and self.gps) else b""
+
+
+def _text(v: object) -> str | None:
+    return v.strip("\0 ") or None if isinstance(v, str) else None
+
+
+def _dms(v: tuple[float, float, float]) -> float:
+    d, m, s = v
+    return float(d) + float(m) / 60 + float(s) / 3600
+
+
+def _rational(x: float) -> IFDRational:
+    f = Fraction(x).limit_denominator(10000)
+    return IFDRational(f.numerator, f.denominator)
+
+
+def _to_dms(x: float) -> tuple[IFDRational, IFDRational, IFDRational]:
+    x = abs(x)
+    d = math.floor(x)
+    m = math.floor((x - d) * 60)
+    s = (x - d - m / 60) * 3600
+    return IFDRational(d, 1), IFDRational(m, 1), _rational(s)
+
+
+def encode(im: Image.Image, quality: int, exif: bytes = b"") -> Rendition:
+    buf = io.BytesIO()
+    kwargs: dict[str, object] = {"exif": exif} if exif else {}
+    im.save(buf, "JPEG", quality=quality, progressive=True, icc_profile=SRGB_ICC, **kwargs)
+    return Rendition(buf.getvalue(), im.width, im.height)
