@@ -1,0 +1,48 @@
+# prophoto-ingest: workers, trace sink and status service in one image; the command picks.
+#   docker build -t prophoto-ingest .
+#   docker run --rm prophoto-ingest worker --topics ingest,ingest-preview
+# Two stages: the build stage may need compilers for wheels without a binary; the runtime
+# stage gets only the virtualenv, exiftool and a non-root user.
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Dependencies first, so a code change does not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir -p streams imaging status \
+    && touch streams/__init__.py imaging/__init__.py status/__init__.py \
+    && /opt/venv/bin/pip install . \
+    && /opt/venv/bin/pip uninstall -y prophoto-ingest-streams
+COPY streams ./streams
+COPY imaging ./imaging
+COPY status ./status
+RUN /opt/venv/bin/pip install --no-deps . \
+    && /opt/venv/bin/prophoto-ingest --help >/dev/null
+
+FROM python:${PYTHON_VERSION}-slim-bookworm
+# exiftool reads and strips metadata (pyexiftool drives it); tini reaps exiftool children
+# and forwards SIGTERM so in-flight jobs get their grace period.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libimage-exiftool-perl tini \
+    && rm -rf /var/lib/apt/lists/*
+# Fixed uid/gid: the Helm chart's runAsUser and fsGroup use the same numbers.
+RUN groupadd --system --gid 10001 ingest \
+    && useradd --system --uid 10001 --gid ingest --no-create-home --home-dir /tmp \
+       --shell /usr/sbin/nologin ingest \
+    && mkdir -p /data/storage \
+    && chown -R 10001:10001 /data
+COPY --from=build /opt/venv /opt/venv
+# Read-only root filesystem in Kubernetes: nothing writes outside /tmp and /data.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    INGEST_STORAGE__ROOT=/data/storage
+WORKDIR /data
+USER 10001:10001
+# Worker health (INGEST_WORKER__HEALTH_PORT) and the status service (INGEST_STATUS__PORT).
+EXPOSE 8081 8080
+ENTRYPOINT ["/usr/bin/tini", "--", "prophoto-ingest"]
+CMD ["--help"]

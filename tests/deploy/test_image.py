@@ -1,0 +1,88 @@
+"""The Dockerfile, read statically (no Docker engine here): non-root, exiftool, the console
+script as entry point, and the package data the installed (non-editable) package needs."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from .helpers import CHART, ROOT, settings_env_names
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def runtime_stage() -> str:
+    return re.split(r"^FROM ", DOCKERFILE, flags=re.M)[-1]
+
+
+def instructions(stage: str, name: str) -> list[str]:
+    joined = re.sub(r"\\\n", " ", stage)
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith(name + " ")]
+
+
+def test_runs_as_the_charts_non_root_user() -> None:
+    (user,) = instructions(runtime_stage(), "USER")
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) > 0, "numeric uid, so runAsNonRoot can verify it"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == int(uid)
+    assert values["podSecurityContext"]["runAsGroup"] == int(gid)
+
+
+def test_entrypoint_is_the_console_script() -> None:
+    (entry,) = instructions(runtime_stage(), "ENTRYPOINT")
+    argv = json.loads(entry)
+    assert argv[-1] in PYPROJECT["project"]["scripts"]
+    assert PYPROJECT["project"]["scripts"][argv[-1]] == "streams.cli:main"
+
+
+def test_installs_exiftool_and_python_the_project_supports() -> None:
+    assert "libimage-exiftool-perl" in " ".join(instructions(runtime_stage(), "RUN"))
+    (py,) = re.findall(r"^ARG PYTHON_VERSION=(\S+)", DOCKERFILE, flags=re.M)
+    assert py == "3.11" and ">=3.11" in PYPROJECT["project"]["requires-python"]
+    assert "-slim" in runtime_stage().splitlines()[0]
+
+
+def test_env_names_are_settings_fields() -> None:
+    names = set(re.findall(r"\b(INGEST_[A-Z0-9_]+)=", DOCKERFILE))
+    assert names and names <= settings_env_names()
+
+
+def test_copied_sources_exist_and_are_not_dockerignored() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for copy in instructions(DOCKERFILE, "COPY"):
+        if copy.startswith("--from"):
+            continue
+        *sources, _ = copy.split()
+        for src in sources:
+            assert (ROOT / src).exists() or src == "README.md", f"COPY {src}: missing"
+            assert src.rstrip("/") in allowed, f"COPY {src}: excluded by .dockerignore"
+
+
+def test_package_data_covers_every_data_file() -> None:
+    """The image installs the project as a wheel: a data file not named in package-data
+    (SQL schema, dashboard assets) is silently left out of it."""
+    declared = PYPROJECT["tool"]["setuptools"].get("package-data", {})
+    missing: list[str] = []
+    for package in ("streams", "imaging", "status"):
+        base = ROOT / package
+        for f in base.rglob("*"):
+            if f.is_dir() or f.suffix in (".py", ".pyc", ".md") or "__pycache__" in f.parts:
+                continue
+            rel = f.relative_to(base).as_posix()
+            globs = declared.get(package, [])
+            if not any(fnmatch.fnmatch(rel, g) for g in globs):
+                missing.append(f"{package}/{rel}")
+    assert missing == [], f"add to [tool.setuptools.package-data]: {missing}"
+
+
+def test_package_data_check_sees_a_missing_glob(tmp_path: Path) -> None:
+    assert not any(fnmatch.fnmatch("tracestore/schema/001_traces.sql", g) for g in ["sql/*.sql"])
+    assert fnmatch.fnmatch("tracestore/schema/001_traces.sql", "tracestore/schema/*.sql")
