@@ -31,16 +31,17 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 ingest \
     && useradd --system --uid 10001 --gid ingest --no-create-home --home-dir /tmp \
        --shell /usr/sbin/nologin ingest \
-    && mkdir -p /data/storage \
-    && chown -R 10001:10001 /data
+    && mkdir -p /data/storage /var/lib/prophoto-ingest \
+    && chown -R 10001:10001 /data /var/lib/prophoto-ingest
 COPY --from=build /opt/venv /opt/venv
-# Read-only root filesystem in Kubernetes: nothing writes outside /tmp and /data.
+# Read-only root filesystem in Kubernetes: nothing writes outside /tmp, the storage root and
+# the working directory (faust keeps its "<group>-data" directory in the current directory).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     INGEST_STORAGE__ROOT=/data/storage
-WORKDIR /data
+WORKDIR /var/lib/prophoto-ingest
 USER 10001:10001
 # Worker health (INGEST_WORKER__HEALTH_PORT) and the status service (INGEST_STATUS__PORT).
 EXPOSE 8081 8080

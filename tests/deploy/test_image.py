@@ -86,3 +86,25 @@ def test_package_data_covers_every_data_file() -> None:
 def test_package_data_check_sees_a_missing_glob(tmp_path: Path) -> None:
     assert not any(fnmatch.fnmatch("tracestore/schema/001_traces.sql", g) for g in ["sql/*.sql"])
     assert fnmatch.fnmatch("tracestore/schema/001_traces.sql", "tracestore/schema/*.sql")
+
+
+def workdir() -> str:
+    (path,) = instructions(runtime_stage(), "WORKDIR")
+    return path
+
+
+def test_working_directory_is_writable_under_a_read_only_root(helm_bin: str) -> None:
+    """faust creates "<group>-data" in the current directory; with a read-only root
+    filesystem the working directory must be a volume (chart) or a tmpfs (compose)."""
+    from .helpers import containers, render
+
+    manifests = render()
+    for d, c in containers(manifests):
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert workdir() in mounts, f"{c['name']}: nothing mounted at {workdir()}"
+        assert "emptyDir" in volumes[mounts[workdir()]]
+    compose = yaml.safe_load((ROOT / "docker-compose.kafka.yml").read_text())
+    for name in ("topics", "trace-sink", "worker", "status"):
+        svc = compose["services"][name]
+        assert svc["read_only"] is True and workdir() in svc["tmpfs"], name

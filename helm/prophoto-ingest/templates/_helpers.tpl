@@ -180,9 +180,12 @@ envFrom:
   {{- include "prophoto-ingest.podEnvFrom" . | nindent 2 }}
 {{- end }}
 
-{{/* Volumes: writable /tmp always; shared storage and Kafka TLS when asked for. */}}
+{{/* Volumes: writable /tmp and working directory always; shared storage and Kafka TLS when asked for. */}}
 {{- define "prophoto-ingest.volumes" -}}
 - name: tmp
+  emptyDir:
+    sizeLimit: {{ .root.Values.tmpSizeLimit }}
+- name: work
   emptyDir:
     sizeLimit: {{ .root.Values.tmpSizeLimit }}
 {{- if .storage }}
@@ -208,6 +211,9 @@ envFrom:
 {{- define "prophoto-ingest.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+# The image's working directory: faust keeps "<group>-data" there (read-only root otherwise).
+- name: work
+  mountPath: {{ .root.Values.workingDir }}
 {{- if .storage }}
 - name: storage
   mountPath: {{ .root.Values.storage.mountPath }}
