@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,10 +21,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from imaging import Imager, ImagingConfig  # noqa: E402
-from imaging import samples  # noqa: E402
+from imaging import Imager, ImagingConfig, samples
 
 
 def baseline(path: Path) -> None:

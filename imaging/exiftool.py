@@ -112,8 +112,8 @@ class Exiftool:
 
     def _ensure(self) -> _TimedExifTool:
         if self._et is None or not self._et.running:
-            et = _TimedExifTool(executable=self.executable, common_args=[])
             try:
+                et = _TimedExifTool(executable=self.executable, common_args=[])
                 et.run()
             except (OSError, RuntimeError, ValueError) as exc:
                 raise ExiftoolTimeout(f"exiftool could not be started: {exc}") from None

@@ -174,7 +174,7 @@ class Imager:
             attempts.append(Attempt(trace, "embedded_preview", 1, False, _ms(start), f"exiftool: {exc}"))
         except ImagingError as exc:
             attempts.append(Attempt(trace, "embedded_preview", 1, False, _ms(start), str(exc)))
-            if info.is_raw and (exc.retriable or cand is None):
+            if info.is_raw and exc.retriable:
                 exc.attempts = attempts
                 raise
         # 2: decode the file itself
@@ -236,11 +236,14 @@ class Imager:
         require: bool,
     ) -> _Made:
         w, h = cand.size
-        need = scale_for((info.width or w, info.height or h), box) if not info.is_raw else scale_for(
-            (w, h), box)
-        have_long, need_long = max(w, h), max(need)
-        if box[0] == "cover":
-            have_long, need_long = min(w, h), min(need)
+        pick = max if box[0] == "fit" else min
+        if info.is_raw or not (info.width and info.height):
+            # a RAW's sensor is larger than any target; exiftool's ImageWidth there is a thumbnail's
+            need_long, need = box[1], scale_for((w, h), box)
+        else:
+            need = scale_for((info.width, info.height), box)
+            need_long = pick(need)
+        have_long = pick(w, h)
         undersized = have_long < need_long
         if require and undersized:
             raise UnsupportedFormat(
