@@ -21,6 +21,7 @@ from . import retry
 from .agents import enhance, ingest, preview
 from .agents.base import Handler, JobRunner, Record, Services, worker_id
 from .deadletter import headers_to_dict
+from .errors import StorageUnavailable
 from .settings import KafkaSettings, Settings
 from .storage import LocalStorage
 from .topics import Job, Topics
@@ -110,7 +111,11 @@ def create_app(settings: Settings, jobs: list[Job]) -> tuple[faust.App, Services
         stream_wait_empty=True,
     )
     storage = LocalStorage(settings.storage.root)
-    storage.ensure()
+    try:
+        storage.ensure()
+    except StorageUnavailable as exc:
+        # Start anyway: jobs retry (and dead-letter) until the volume comes back.
+        log.warning("storage not ready at start: %s", exc)
     services = Services(
         settings=settings,
         topics=topics,
