@@ -2,7 +2,8 @@
 
 Read statically so the check needs neither a running service nor knowledge of how the
 app object is built: any ``add_get("/x", ...)``, ``web.get("/x", ...)``,
-``@routes.get("/x")`` or ``add_route("GET", "/x", ...)`` counts.
+``@routes.get("/x")`` or ``add_route("GET", "/x", ...)`` counts, and so does a stdlib
+``http.server`` handler's ``self.path == "/x"`` (or ``path in ("/x", "/y")``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,33 @@ def _path_arg(call: ast.Call, name: str) -> str | None:
     return value if value.startswith("/") else None
 
 
+def _compared_paths(node: ast.Compare) -> set[str]:
+    sides = [node.left, *node.comparators]
+    # "path" anywhere on a side: self.path, path, self.path.split("?")[0]...
+    names = {
+        n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", None)
+        for side in sides
+        for n in ast.walk(side)
+    }
+    if not names & {"path", "route"}:
+        return set()
+    found: set[str] = set()
+    for side in sides:
+        items = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+        for item in items:
+            if isinstance(item, ast.Constant) and isinstance(item.value, str) and item.value.startswith("/"):
+                found.add(item.value)
+    return found
+
+
 def served_paths(package: Path) -> set[str]:
     paths: set[str] = set()
     for file in package.rglob("*.py"):
         tree = ast.parse(file.read_text(), filename=str(file))
         for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                paths |= _compared_paths(node)
+                continue
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             name = node.func.attr
