@@ -1,0 +1,141 @@
+"""The per-event runner with a fake sender: routing decisions and the headers they carry."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imaging import Imager
+from streams import deadletter as dl
+from streams import retry
+from streams.agents.base import JobResult, JobRunner, Record, Services
+from streams.errors import StorageUnavailable
+from streams.events import UploadReceived
+from streams.settings import Settings
+from streams.storage import LocalStorage
+from streams.topics import Job, Topics
+
+UID = "0b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, *,
+                   partition: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.sent.append({"topic": topic, "key": key, "value": value, "partition": partition,
+                          "headers": dl.headers_to_dict(headers)})
+
+    def to(self, topic: str) -> list[dict[str, Any]]:
+        return [s for s in self.sent if s["topic"] == topic]
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Services:
+    settings = Settings(worker={"tries": 3, "backoff_base_s": 0.01, "timeout_s": 0.5},  # type: ignore[arg-type]
+                        storage={"root": tmp_path})  # type: ignore[arg-type]
+    return Services(settings=settings, topics=Topics.from_settings(settings.kafka),
+                    storage=LocalStorage(tmp_path), imager=Imager(), worker_id="w:1",
+                    executor=ThreadPoolExecutor(2))
+
+
+def record(value: bytes | None, headers: dict[str, str] | None = None, offset: int = 7) -> Record:
+    return Record(topic="ingest-preview", partition=2, offset=offset, timestamp_ms=1_700_000_000_000,
+                  key=UID.encode(), value=value, headers=headers or {})
+
+
+def good_value() -> bytes:
+    return UploadReceived(uuid=UID, path="uploads/x.jpg", original_filename="x.jpg", size=1) \
+        .model_dump_json().encode()
+
+
+def run(runner: JobRunner, rec: Record) -> str:
+    return asyncio.run(runner.process(rec))
+
+
+def test_invalid_record_dead_letters_at_once(services: Services) -> None:
+    sender = FakeSender()
+    runner = JobRunner(Job.PREVIEW, lambda e, s: JobResult(), services, sender)
+    assert run(runner, record(b"{not json")) == "dead_letter"
+    [d] = sender.to("ingest-preview.dlq")
+    assert d["value"] == b"{not json" and d["partition"] == 2
+    assert d["headers"][dl.H_REASON] == "permanent" and d["headers"][dl.H_OFFSET] == "7"
+    assert services.stats["invalid"] == 1
+    assert sender.to("ingest-preview.retry") == []
+
+
+def test_transient_error_goes_to_retry_topic_then_dead_letters_when_exhausted(services: Services) -> None:
+    sender = FakeSender()
+
+    def broken(event: Any, s: Services) -> JobResult:
+        raise StorageUnavailable("disk gone")
+
+    runner = JobRunner(Job.PREVIEW, broken, services, sender)
+    assert run(runner, record(good_value())) == "retry"
+    [r1] = sender.to("ingest-preview.retry")
+    h = r1["headers"]
+    assert h[retry.H_ATTEMPT] == "1" and h[retry.H_ORIGINAL_OFFSET] == "7"
+    assert int(h[retry.H_NOT_BEFORE]) > int(h[retry.H_FIRST_FAILURE]) - 1
+    # the retry topic's record comes back with its own coordinates; the origin is kept
+    again = Record(topic="ingest-preview.retry", partition=2, offset=99, timestamp_ms=1, key=r1["key"],
+                   value=r1["value"], headers=h)
+    assert run(runner, again) == "retry"
+    third = Record(topic="ingest-preview.retry", partition=2, offset=100, timestamp_ms=1,
+                   key=r1["key"], value=r1["value"], headers=sender.to("ingest-preview.retry")[1]["headers"])
+    assert run(runner, third) == "dead_letter"
+    [d] = sender.to("ingest-preview.dlq")
+    assert d["headers"][dl.H_ATTEMPTS] == "3"
+    assert d["headers"][dl.H_REASON] == "retries-exhausted"
+    assert d["headers"][dl.H_OFFSET] == "7" and d["headers"][dl.H_TOPIC] == "ingest-preview"
+    assert d["headers"][dl.H_ID] == dl.dead_letter_id("ingest-preview", 2, 7)
+    kinds = [s["topic"] for s in sender.sent if s["topic"].endswith("traces")]
+    assert len(kinds) == 3  # one failure trace per attempt
+
+
+def test_replayed_record_gets_a_fresh_tries_budget(services: Services) -> None:
+    sender = FakeSender()
+
+    def broken(event: Any, s: Services) -> JobResult:
+        raise StorageUnavailable("disk gone")
+
+    runner = JobRunner(Job.PREVIEW, broken, services, sender)
+    headers = {retry.H_ATTEMPT: "3", retry.H_ROUND_BASE: "3", dl.H_REPLAY_OF: "abc"}
+    assert run(runner, record(good_value(), headers)) == "retry"
+    assert sender.to("ingest-preview.retry")[0]["headers"][retry.H_ATTEMPT] == "4"
+
+
+def test_timeout_is_a_transient_failure(services: Services) -> None:
+    import time
+
+    sender = FakeSender()
+
+    def slow(event: Any, s: Services) -> JobResult:
+        time.sleep(1.0)
+        return JobResult()
+
+    runner = JobRunner(Job.PREVIEW, slow, services, sender)
+    assert run(runner, record(good_value())) == "retry"
+    assert "JobTimeout" in sender.to("ingest-preview.retry")[0]["headers"][retry.H_LAST_ERROR]
+
+
+def test_success_publishes_outputs_and_traces(services: Services) -> None:
+    from imaging import Attempt
+    from streams.agents.base import Output
+
+    sender = FakeSender()
+
+    def ok(event: Any, s: Services) -> JobResult:
+        return JobResult(attempts=[Attempt("preview_extraction", "m", 1, True, 1.0)],
+                         outputs=[Output("images", b"k", b"v")])
+
+    runner = JobRunner(Job.PREVIEW, ok, services, sender)
+    assert run(runner, record(good_value())) == "ok"
+    assert sender.to("images") == [{"topic": "images", "key": b"k", "value": b"v", "partition": None,
+                                    "headers": {}}]
+    assert len(sender.to("ingest-traces")) == 1
+    assert services.stats["processed"] == 1
