@@ -110,6 +110,12 @@ class Exiftool:
         self._et: _TimedExifTool | None = None
         self.restarts = 0
 
+    @property
+    def pid(self) -> int | None:
+        """The running exiftool's process id (for operators and tests), None before first use."""
+        et = self._et
+        return int(et._process.pid) if et is not None and et.running else None
+
     def _ensure(self) -> _TimedExifTool:
         if self._et is None or not self._et.running:
             try:

@@ -126,6 +126,8 @@ class Imager:
         try:
             row = self.exiftool.json(METADATA_ARGS, path)
             meta = from_exiftool(row)
+            if not (meta.mime_type or "image/").startswith("image/"):
+                raise ExiftoolFailed(f"not an image: exiftool sees {meta.file_type} ({meta.mime_type})")
             attempts.append(Attempt("metadata_extraction", "exiftool", 1, True, _ms(start),
                                     width=meta.width, height=meta.height))
             return MetadataResult(meta, attempts)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 from PIL.TiffImagePlugin import IFDRational
 
 from .color import SRGB_ICC, to_srgb
@@ -144,6 +145,8 @@ def decode(
 
 def _dct_scale(im: Image.Image, target: tuple[int, int]) -> None:
     """Let the JPEG decoder do most of the downscaling (IDCT at a reduced size)."""
+    if not isinstance(im, JpegImageFile):
+        return
     w, h = im.size
     if (
         len(im.tile) == 1 and not getattr(im, "decoderconfig", ())
