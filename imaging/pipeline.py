@@ -120,8 +120,13 @@ class Imager:
 
     def metadata(self, path: Path) -> MetadataResult:
         attempts: list[Attempt] = []
-        check_file(path, self.config)
         start = time.perf_counter()
+        try:
+            check_file(path, self.config)
+        except ImagingError as exc:
+            attempts.append(Attempt("metadata_extraction", "file_check", 0, False, _ms(start), str(exc)))
+            exc.attempts = attempts
+            raise
         first_error: ImagingError | None = None
         try:
             row = self.exiftool.json(METADATA_ARGS, path)
