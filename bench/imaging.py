@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +22,10 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from imaging import Imager, ImagingConfig, samples
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the package.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from imaging import Imager, ImagingConfig, samples  # noqa: E402
 
 
 def baseline(path: Path) -> None:
