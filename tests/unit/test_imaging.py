@@ -315,3 +315,19 @@ def test_metadata_falls_back_to_pillow(tmp_path: Path) -> None:
     assert (m.source, m.make, m.iso, m.f_number) == ("pillow", "Canon", 200, 2.8)
     assert m.captured_at is not None and str(m.captured_at) == "2024-05-01 10:20:30+02:00"
     assert m.gps is not None and abs(m.gps.latitude - 48.8584) < 1e-3
+
+
+def test_three_eighths_dct_scale_is_exact(tmp_path: Path) -> None:
+    # 1000 -> 300: 3/8 (375) covers it and 1/4 (250) does not, so the decoder runs at 3/8
+    from imaging import render
+
+    stored = quadrants((1000, 600)).transpose(Image.Transpose.ROTATE_90)
+    path = samples.camera_jpeg(tmp_path / "s.jpg", orientation=6, preview=None, image=stored)
+    with Image.open(path) as im:
+        render._dct_scale(im, render.scale_for(im.size, ("fit", 300)))
+        im.load()
+        assert im.size == (225, 375)
+    with Imager(ImagingConfig(preview_long_edge=300)) as imager:
+        r = imager.preview(path)
+    assert (r.preview.width, r.preview.height) == (300, 180)
+    check_quadrants(r.preview.data)
