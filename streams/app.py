@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import ssl
+import tempfile
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -22,6 +25,7 @@ from .agents import enhance, ingest, preview
 from .agents.base import Handler, JobRunner, Record, Services, worker_id
 from .deadletter import headers_to_dict
 from .errors import StorageUnavailable
+from .runtime import Limits, WorkerRuntime
 from .settings import KafkaSettings, Settings
 from .storage import LocalStorage
 from .topics import Job, Topics
@@ -94,7 +98,9 @@ def to_record(event: EventT[bytes]) -> Record:
     )
 
 
-def create_app(settings: Settings, jobs: list[Job]) -> tuple[faust.App, Services]:
+def create_app(
+    settings: Settings, jobs: list[Job], runtime: WorkerRuntime | None = None
+) -> tuple[faust.App, Services]:
     k = settings.kafka
     topics = Topics.from_settings(k)
     app = faust.App(
@@ -108,7 +114,12 @@ def create_app(settings: Settings, jobs: list[Job]) -> tuple[faust.App, Services
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
-        stream_wait_empty=True,
+        # On stop, commit what was acked; do not wait for buffered records (redelivered).
+        stream_wait_empty=False,
+        # Small buffers: fetched-but-unstarted records are what a priority pause cannot stop.
+        stream_buffer_maxsize=max(8, 2 * settings.worker.concurrency),
+        broker_max_poll_records=50,
+        datadir=Path(tempfile.gettempdir()) / f"prophoto-faust-{os.getpid()}",
     )
     storage = LocalStorage(settings.storage.root)
     try:
@@ -125,27 +136,59 @@ def create_app(settings: Settings, jobs: list[Job]) -> tuple[faust.App, Services
         executor=ThreadPoolExecutor(settings.worker.concurrency, thread_name_prefix="job"),
     )
     sender = FaustSender(app)
+    rt = runtime or WorkerRuntime(
+        kafka=k, topics=topics, jobs=jobs, concurrency=settings.worker.concurrency,
+        grace_s=settings.worker.timeout_s, limits=Limits(),
+    )
     for job in jobs:
         runner = JobRunner(job, HANDLERS[job], services, sender)
-        _register(app, runner, topics.job(job), retrying=False)
-        _register(app, runner, topics.retry(job), retrying=True)
+        _register(app, runner, rt, topics.job(job), retrying=False)
+        _register(app, runner, rt, topics.retry(job), retrying=True)
+    _background(app, rt)
     return app, services
 
 
-def _register(app: faust.App, runner: JobRunner, topic_name: str, *, retrying: bool) -> None:
+def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: str, *,
+              retrying: bool) -> None:
     topic = raw_topic(app, topic_name)
 
-    async def agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             rec = to_record(event)
             if retrying:
                 await _wait_not_before(rec)
-            await runner.process(rec)
-            yield None
+            async with rt.slot(runner.job):
+                await runner.process(rec)
 
     app.agent(
         topic, name=f"{topic_name}-agent", concurrency=runner.s.settings.worker.concurrency
     )(agent)
+
+
+def _background(app: faust.App, rt: WorkerRuntime) -> None:
+    def assignment() -> set[Any]:
+        return set(app.consumer.assignment())
+
+    async def watch() -> None:
+        await rt.watch(assignment, app.consumer.pause_partitions, app.consumer.resume_partitions)
+
+    for task in (watch, rt.listen_for_restart, rt.serve_health):
+        app.task(task)
+
+
+class IngestWorker(faust.Worker):
+    """faust's worker, with signals routed through the runtime's graceful stop."""
+
+    def __init__(self, app: faust.App, runtime: WorkerRuntime, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.runtime = runtime
+        runtime.bind_shutdown(lambda: self._schedule_shutdown(signal.SIGTERM))
+
+    def _on_sigterm(self) -> None:
+        self.runtime.on_signal(signal.SIGTERM)
+
+    def _on_sigint(self) -> None:
+        self.runtime.on_signal(signal.SIGINT)
 
 
 async def _wait_not_before(rec: Record) -> None:

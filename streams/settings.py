@@ -95,6 +95,10 @@ class WorkerSettings(_Group):
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
     log_json: bool = False
+    # Lag (records) on a higher-priority topic above which lower-priority topics pause.
+    priority_lag_threshold: int = Field(0, ge=0)
+    # How long a stopping worker waits for in-flight jobs; default: the job timeout.
+    grace_s: float | None = Field(None, gt=0)
     # Port for the worker's own liveness endpoint (GET /healthz); 0 turns it off.
     health_port: int = Field(0, ge=0, le=65535)
 

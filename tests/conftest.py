@@ -128,7 +128,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", *args],
+                [sys.executable, "-m", "streams", "worker", "-v", *args],
                 stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
             )
         w = WorkerProcess(proc, log)

@@ -1,0 +1,295 @@
+"""What a worker process does besides running jobs: priorities, limits, graceful stop,
+the restart broadcast, and a liveness endpoint.
+
+- Priority: all agents of a worker share ``concurrency`` job slots through a priority gate,
+  so a free slot always goes to the highest-priority job waiting; and while a higher-
+  priority topic has lag above ``priority_lag_threshold`` on this worker's partitions,
+  fetching from lower-priority topics is paused, so their records do not pile up in memory.
+- Graceful stop (SIGTERM/SIGINT, a job limit, ``restart``): no new job starts, in-flight
+  jobs finish within the grace period, faust commits what was acked and leaves the group.
+  A second signal stops at once; unfinished records are redelivered to the next owner.
+- Exit codes: 0 a normal stop (signal, --once, --max-jobs, --max-time, --stop-when-empty,
+  restart); 12 resident memory over --memory (the supervisor restarts it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .settings import KafkaSettings
+from .topics import Job, Topics
+
+log = logging.getLogger("streams.worker")
+
+EXIT_OK = 0
+EXIT_MEMORY = 12
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_jobs: int | None = None
+    max_time_s: float | None = None
+    memory_mb: float | None = None
+    stop_when_empty: bool = False
+
+
+class PriorityGate:
+    """A semaphore whose free slot goes to the waiter with the lowest priority number."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self.closed = False
+
+    async def acquire(self, priority: int) -> None:
+        if self.closed:
+            await asyncio.Future()  # never starts; cancelled at shutdown, record redelivered
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (priority, next(self._seq), fut)
+        heapq.heappush(self._waiters, entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot arrived as we were cancelled: pass it on
+            else:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            raise
+
+    def release(self) -> None:
+        while self._waiters and not self.closed:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+
+class WorkerRuntime:
+    def __init__(self, *, kafka: KafkaSettings, topics: Topics, jobs: list[Job], concurrency: int,
+                 grace_s: float, limits: Limits, lag_threshold: int = 0,
+                 health_port: int = 0, worker_id: str = "") -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.jobs = jobs
+        self.limits = limits
+        self.grace_s = grace_s
+        self.lag_threshold = lag_threshold
+        self.health_port = health_port
+        self.worker_id = worker_id
+        self.gate = PriorityGate(concurrency)
+        self.priority = {job: i for i, job in enumerate(jobs)}
+        self.started = time.monotonic()
+        self.started_wall_ms = int(time.time() * 1000)
+        self.done = 0
+        self.in_flight = 0
+        self.exit_code = EXIT_OK
+        self.stop_reason: str | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._shutdown: Callable[[], None] | None = None
+        self.paused: set[str] = set()
+
+    # -- jobs ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def slot(self, job: Job) -> AsyncIterator[None]:
+        await self.gate.acquire(self.priority.get(job, 99))
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.done += 1
+            if self.in_flight == 0:
+                self._idle.set()
+            self.gate.release()
+            if self.limits.max_jobs is not None and self.done >= self.limits.max_jobs:
+                self.request_stop(f"--max-jobs {self.limits.max_jobs} reached")
+
+    # -- stopping -----------------------------------------------------------------------
+    def bind_shutdown(self, shutdown: Callable[[], None]) -> None:
+        self._shutdown = shutdown
+
+    def request_stop(self, reason: str, code: int = EXIT_OK) -> None:
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        self.exit_code = code
+        self.gate.closed = True
+        log.warning("stopping: %s; finishing %d job(s) in flight (grace %.0f s)",
+                    reason, self.in_flight, self.grace_s)
+        asyncio.get_running_loop().create_task(self._drain_then_stop())
+
+    def on_signal(self, signum: int) -> None:
+        if self.stop_reason is None:
+            self.request_stop(f"signal {signal.Signals(signum).name}")
+        else:
+            log.warning("second signal: stopping now; unfinished records will be redelivered")
+            self._stop_now()
+
+    async def _drain_then_stop(self) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=self.grace_s)
+        except TimeoutError:
+            log.warning("grace period over with %d job(s) still running; they will be redelivered",
+                        self.in_flight)
+        self._stop_now()
+
+    def _stop_now(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown()
+
+    # -- periodic checks ----------------------------------------------------------------
+    async def watch(self, assignment: Callable[[], set[Any]],
+                    pause: Callable[[list[Any]], None], resume: Callable[[list[Any]], None]) -> None:
+        """Limits, priority pauses and stop-when-empty, once a second."""
+        lag_reader = LagReader(self.kafka)
+        try:
+            while self.stop_reason is None:
+                await asyncio.sleep(1.0)
+                self._check_limits()
+                tps = list(assignment())
+                if not tps or self.stop_reason is not None:
+                    continue
+                lags = await asyncio.to_thread(lag_reader.lags, tps)
+                if lags is None:
+                    continue  # broker slow or away: decide next time
+                self._apply_priority(tps, lags, pause, resume)
+                if (self.limits.stop_when_empty and self.in_flight == 0
+                        and sum(lags.values()) == 0):
+                    self.request_stop("--stop-when-empty: no lag on the assigned partitions")
+        finally:
+            lag_reader.close()
+
+    def _check_limits(self) -> None:
+        lim = self.limits
+        if lim.max_time_s is not None and time.monotonic() - self.started >= lim.max_time_s:
+            self.request_stop(f"--max-time {lim.max_time_s:g} s reached")
+        if lim.memory_mb is not None:
+            import psutil
+
+            rss_mb = psutil.Process().memory_info().rss / (1024 * 1024)
+            if rss_mb > lim.memory_mb:
+                self.request_stop(f"--memory: resident {rss_mb:.0f} MB over {lim.memory_mb:g} MB",
+                                  EXIT_MEMORY)
+
+    def _apply_priority(self, tps: list[Any], lags: dict[tuple[str, int], int],
+                        pause: Callable[[list[Any]], None], resume: Callable[[list[Any]], None]) -> None:
+        if len(self.jobs) < 2:
+            return
+        lag_by_job = {job: 0 for job in self.jobs}
+        for (topic, _), lag in lags.items():
+            job = self.topics.job_for_topic(topic)
+            if job in lag_by_job:
+                lag_by_job[job] += lag
+        blocked_from: int | None = None
+        for i, job in enumerate(self.jobs):
+            if lag_by_job[job] > self.lag_threshold:
+                blocked_from = i + 1
+                break
+        lower = self.jobs[blocked_from:] if blocked_from else []
+        want_paused = {self.topics.job(j) for j in lower} | {self.topics.retry(j) for j in lower}
+        if want_paused != self.paused:
+            log.info("priority: paused %s", sorted(want_paused) or "nothing")
+        released = self.paused - want_paused
+        self.paused = want_paused
+        to_pause = [tp for tp in tps if tp.topic in want_paused]
+        # Resume only what we paused: faust pauses partitions for its own reasons too.
+        to_resume = [tp for tp in tps if tp.topic in released]
+        if to_pause:
+            pause(to_pause)
+        if to_resume:
+            resume(to_resume)
+
+    # -- restart broadcast --------------------------------------------------------------
+    async def listen_for_restart(self) -> None:
+        """Exit cleanly when a restart newer than this process appears on the control topic."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({**self.kafka.confluent_config(), "group.id": f"control-{os.getpid()}",
+                      "enable.auto.commit": False})
+        try:
+            tp = TopicPartition(self.topics.control, 0, self.started_wall_ms)
+            offsets = await asyncio.to_thread(c.offsets_for_times, [tp], 10.0)
+            c.assign(offsets)
+            while self.stop_reason is None:
+                msgs = await asyncio.to_thread(c.consume, 10, 1.0)
+                for m in msgs:
+                    if m.error() is not None:
+                        continue
+                    try:
+                        body = json.loads(m.value() or b"{}")
+                    except ValueError:
+                        continue
+                    if body.get("command") == "restart" and body.get("at_ms", 0) >= self.started_wall_ms:
+                        self.request_stop(f"restart requested by {body.get('by', '?')}")
+        except Exception as exc:  # noqa: BLE001 - the worker runs on without the listener
+            log.error("restart listener stopped: %s", exc)
+        finally:
+            c.close()
+
+    # -- liveness ------------------------------------------------------------------------
+    async def serve_health(self) -> None:
+        if not self.health_port:
+            return
+        from aiohttp import web
+
+        async def healthz(_: web.Request) -> web.Response:
+            body = {"status": "stopping" if self.stop_reason else "ok", "worker": self.worker_id,
+                    "jobs_done": self.done, "in_flight": self.in_flight,
+                    "paused": sorted(self.paused)}
+            return web.json_response(body)
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", self.health_port).start()
+        log.info("health endpoint on :%d/healthz", self.health_port)
+
+
+class LagReader:
+    """Lag (end offset minus the group's committed offset) of given partitions."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        from confluent_kafka import Consumer
+
+        self._c = Consumer({**kafka.confluent_config(), "group.id": kafka.group_id,
+                            "enable.auto.commit": False})
+        self.timeout = min(5.0, kafka.request_timeout_s)
+
+    def lags(self, tps: list[Any]) -> dict[tuple[str, int], int] | None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+            committed = self._c.committed(parts, timeout=self.timeout)
+            out: dict[tuple[str, int], int] = {}
+            for p in committed:
+                lo, hi = self._c.get_watermark_offsets(TopicPartition(p.topic, p.partition),
+                                                       timeout=self.timeout, cached=False)
+                start = p.offset if p.offset is not None and p.offset >= 0 else lo
+                out[(p.topic, p.partition)] = max(0, hi - start)
+            return out
+        except KafkaException:
+            return None
+
+    def close(self) -> None:
+        self._c.close()
