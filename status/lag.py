@@ -1,0 +1,424 @@
+"""Kafka's own truth for the status service, read in one bounded round: cluster metadata, the
+group's members and committed offsets, each watched partition's log start and end, and the
+timestamp of the oldest unconsumed record. Blocking (confluent-kafka); the service runs it
+off the event loop. Every call gets what is left of one ``kafka_timeout_s`` budget.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuid_mod
+from collections.abc import Callable, Iterable, Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
+
+from streams.settings import Settings
+from streams.topics import Job, Topics
+
+from .errors import KafkaLate, KafkaUnreachable
+
+TP = tuple[str, int]
+Kind = Literal["job", "retry"]
+
+OffsetSpec: Any = _OffsetSpec  # its factory methods carry no annotations
+
+# The group states in which members hold no stable assignment (librdkafka's names).
+REBALANCING = {"PREPARING_REBALANCING", "COMPLETING_REBALANCING"}
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A topic the service judges, and the stall threshold that suits it."""
+
+    name: str
+    job: Job
+    kind: Kind
+    threshold_s: float
+
+
+def watched_topics(settings: Settings) -> list[Watched]:
+    topics = Topics.from_settings(settings.kafka)
+    t = settings.status.stall_threshold_s
+    # A retry record waits in its agent until its backoff is over, committed offset still;
+    # that wait is not a stall.
+    retry_t = t + settings.worker.backoff_max_s
+    out: list[Watched] = []
+    for job in Job:
+        out.append(Watched(topics.job(job), job, "job", t))
+        out.append(Watched(topics.retry(job), job, "retry", retry_t))
+    return out
+
+
+def dead_letter_topics(settings: Settings) -> list[str]:
+    topics = Topics.from_settings(settings.kafka)
+    return [topics.dead_letter(job) for job in Job]
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: str
+    client_id: str
+    host: str
+    assigned: tuple[TP, ...]
+
+
+@dataclass(frozen=True)
+class PartitionOffsets:
+    topic: str
+    partition: int
+    begin: int
+    end: int
+    committed: int | None  # None: the group has never committed here
+    oldest_ts: float | None = None  # timestamp (s) of the record at the committed offset
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetterDepth:
+    total: int
+    per_topic: dict[str, int]
+    note: str
+
+
+@dataclass(frozen=True)
+class KafkaRound:
+    taken_at: float
+    duration_s: float
+    cluster_id: str | None
+    brokers: int
+    group_state: str
+    members: tuple[Member, ...]
+    partitions: tuple[PartitionOffsets, ...]
+    missing_topics: tuple[str, ...]
+    dead_letters: DeadLetterDepth
+    calls: int
+
+    @property
+    def rebalancing(self) -> bool:
+        return self.group_state in REBALANCING
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None
+    headers: dict[str, str]
+    value_preview: str
+
+
+@dataclass
+class DeadLetterLookup:
+    records: list[DeadLetter] = field(default_factory=list)
+    scanned: int = 0
+    complete: bool = True
+    note: str = ""
+
+
+class _Budget:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def left(self, floor: float = 0.05) -> float:
+        return max(floor, self.deadline - time.monotonic())
+
+    @property
+    def spent(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+
+def _err(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    text = arg.str() if hasattr(arg, "str") else str(arg)
+    return text or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Clients:
+    """What ``dead_letter_depth`` may use to refine its count (e.g. read the state topic)."""
+
+    admin: AdminClient
+    consumer: Consumer
+
+
+def dead_letter_depth(
+    clients: Clients, topics: Topics, watermarks: Mapping[TP, tuple[int, int]], deadline: float
+) -> DeadLetterDepth:
+    """Failed jobs: records on the dead-letter topics (end minus log start, per partition).
+
+    The one place that defines "failed". Resolved dead letters (the compacted
+    ``Topics.dead_letter_state`` topic) are not yet subtracted; ``clients`` and ``deadline``
+    are here for that refinement.
+    """
+    del clients, deadline
+    per_topic: dict[str, int] = {}
+    for job in Job:
+        name = topics.dead_letter(job)
+        per_topic[name] = sum(end - begin for (t, _), (begin, end) in watermarks.items() if t == name)
+    return DeadLetterDepth(
+        total=sum(per_topic.values()),
+        per_topic=per_topic,
+        note="records on the dead-letter topics; resolved dead letters are not yet subtracted",
+    )
+
+
+def _wait(fs: Iterable[futures.Future[Any]], budget: _Budget, what: str) -> None:
+    pending = list(fs)
+    _, not_done = futures.wait(pending, timeout=budget.left())
+    if not_done:
+        raise KafkaLate(f"no answer to {what} within {budget.seconds:g} s")
+
+
+class Probe:
+    """One AdminClient and one peeking Consumer, kept for the life of the service."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.topics = Topics.from_settings(settings.kafka)
+        self.watched = watched_topics(settings)
+        self.dlq = dead_letter_topics(settings)
+        self.group = settings.kafka.group_id
+        self.timeout_s = settings.status.kafka_timeout_s
+        base = settings.kafka.confluent_config()
+        ms = int(self.timeout_s * 1000)
+        self._admin = AdminClient({**base, "socket.timeout.ms": max(ms, 10)})
+        self._consumer = Consumer(self._consumer_conf(f"{self.group}.status-peek"))
+        self.rounds = 0
+        self.calls = 0
+
+    def _consumer_conf(self, group: str) -> dict[str, Any]:
+        return {
+            **self.settings.kafka.confluent_config(),
+            # Never joins or commits: assign() only. The id is required, never used.
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "fetch.wait.max.ms": 20,
+            "max.partition.fetch.bytes": 65536,
+            "queued.max.messages.kbytes": 4096,
+            "socket.timeout.ms": max(int(self.timeout_s * 1000), 10),
+        }
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    # -- the round ----------------------------------------------------------------------
+    def round(self) -> KafkaRound:
+        """One round of queries. Raises KafkaUnreachable or KafkaLate."""
+        self.rounds += 1
+        calls_before = self.calls
+        budget = _Budget(self.timeout_s)
+        start = time.monotonic()
+        taken_at = self.clock()
+        md = self._metadata(budget)
+        names = [w.name for w in self.watched] + self.dlq
+        tps = [
+            (name, p)
+            for name in names
+            if (t := md.topics.get(name)) is not None and t.error is None
+            for p in sorted(t.partitions)
+        ]
+        missing = tuple(n for n in names if n not in {t for t, _ in tps})
+        watermarks, committed, group = self._offsets_and_group(tps, budget)
+        members = tuple(_member(m) for m in group.members) if group is not None else ()
+        state = group.state.name if group is not None else "UNKNOWN"
+        dlq = set(self.dlq)
+        job_parts = [
+            PartitionOffsets(t, p, *watermarks[(t, p)], committed.get((t, p)))
+            for t, p in tps if t not in dlq and (t, p) in watermarks
+        ]
+        job_parts = self._peek(job_parts, budget)
+        depth = dead_letter_depth(
+            Clients(self._admin, self._consumer), self.topics,
+            {tp: wm for tp, wm in watermarks.items() if tp[0] in dlq}, budget.deadline,
+        )
+        return KafkaRound(
+            taken_at=taken_at, duration_s=time.monotonic() - start,
+            cluster_id=md.cluster_id, brokers=len(md.brokers), group_state=state,
+            members=members, partitions=tuple(job_parts), missing_topics=missing,
+            dead_letters=depth, calls=self.calls - calls_before,
+        )
+
+    def _metadata(self, budget: _Budget) -> Any:
+        self.calls += 1
+        try:
+            md = self._admin.list_topics(timeout=budget.left())
+        except KafkaException as exc:
+            raise KafkaUnreachable(
+                f"no answer from {self.settings.kafka.bootstrap_servers} within "
+                f"{budget.seconds:g} s ({_err(exc)})"
+            ) from None
+        if not md.brokers:
+            raise KafkaUnreachable(f"{self.settings.kafka.bootstrap_servers} lists no brokers")
+        return md
+
+    def _offsets_and_group(
+        self, tps: list[TP], budget: _Budget
+    ) -> tuple[dict[TP, tuple[int, int]], dict[TP, int], Any]:
+        t = budget.left()
+        self.calls += 4
+        f_group = self._admin.describe_consumer_groups([self.group], request_timeout=t)[self.group]
+        f_committed = self._admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(self.group)], request_timeout=t
+        )[self.group]
+        specs = [TopicPartition(name, p) for name, p in tps]
+        f_begin = self._admin.list_offsets({tp: OffsetSpec.earliest() for tp in specs}, request_timeout=t) \
+            if specs else {}
+        f_end = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in specs}, request_timeout=t) \
+            if specs else {}
+        _wait([f_group, f_committed, *f_begin.values(), *f_end.values()], budget, "the offset queries")
+        watermarks: dict[TP, tuple[int, int]] = {}
+        for tp, fut in f_end.items():
+            try:
+                begin = f_begin[tp].result().offset
+                end = fut.result().offset
+            except KafkaException as exc:
+                raise KafkaLate(f"offsets of {tp.topic}/{tp.partition}: {_err(exc)}") from None
+            watermarks[(tp.topic, tp.partition)] = (begin, end)
+        committed: dict[TP, int] = {}
+        try:
+            for tp in f_committed.result().topic_partitions or []:
+                if tp.error is None and tp.offset >= 0:
+                    committed[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException as exc:
+            raise KafkaLate(f"committed offsets of group {self.group}: {_err(exc)}") from None
+        try:
+            group = f_group.result()
+        except KafkaException as exc:
+            raise KafkaLate(f"members of group {self.group}: {_err(exc)}") from None
+        return watermarks, committed, group
+
+    def _peek(self, parts: list[PartitionOffsets], budget: _Budget) -> list[PartitionOffsets]:
+        """Read the timestamp of the record at each lagging partition's committed offset.
+
+        Best effort within the budget: a partition left unread keeps ``oldest_ts`` None and
+        the evaluation falls back to how long the lag has been seen.
+        """
+        lagging = {(p.topic, p.partition): p for p in parts if _lagging(p)}
+        if not lagging:
+            return parts
+        self.calls += 1
+        self._consumer.assign([
+            TopicPartition(p.topic, p.partition, _position(p)) for p in lagging.values()
+        ])
+        found: dict[TP, float | None] = {}
+        try:
+            while len(found) < len(lagging) and not budget.spent:
+                for m in self._consumer.consume(len(lagging), timeout=min(budget.left(), 0.02)):
+                    key = (m.topic() or "", m.partition() or 0)
+                    if m.error() is None and key in lagging and key not in found:
+                        found[key] = _timestamp(m)
+        finally:
+            self._consumer.unassign()
+        return [
+            PartitionOffsets(p.topic, p.partition, p.begin, p.end, p.committed,
+                             found.get((p.topic, p.partition)), p.error)
+            for p in parts
+        ]
+
+    def _assign_dead_letters(self, consumer: Consumer, budget: _Budget) -> dict[TP, int]:
+        """Assign every non-empty dead-letter partition from its start; their end offsets."""
+        ends: dict[TP, int] = {}
+        assign: list[TopicPartition] = []
+        md = consumer.list_topics(timeout=budget.left())
+        for name in self.dlq:
+            t = md.topics.get(name)
+            if t is None or t.error is not None:
+                continue
+            for p in sorted(t.partitions):
+                lo, hi = consumer.get_watermark_offsets(
+                    TopicPartition(name, p), timeout=budget.left(), cached=False
+                )
+                if hi > lo:
+                    ends[(name, p)] = hi
+                    assign.append(TopicPartition(name, p, lo))
+        if assign:
+            consumer.assign(assign)
+        return ends
+
+    # -- dead letters of one upload -------------------------------------------------------
+    def lookup_dead_letters(
+        self, uuid: str, timeout_s: float, max_records: int = 200_000
+    ) -> DeadLetterLookup:
+        """Every dead letter keyed by ``uuid``: a bounded scan of the dead-letter topics.
+
+        A fresh consumer per lookup: the round's consumer belongs to the round's thread.
+        """
+        key = str(uuid_mod.UUID(uuid)).encode()
+        budget = _Budget(timeout_s)
+        out = DeadLetterLookup()
+        consumer = Consumer(self._consumer_conf(f"{self.group}.status-lookup"))
+        try:
+            ends = self._assign_dead_letters(consumer, budget)
+            while ends and not budget.spent and out.scanned < max_records:
+                for m in consumer.consume(500, timeout=min(budget.left(), 0.2)):
+                    if m.error() is not None:
+                        continue
+                    tp = (m.topic() or "", m.partition() or 0)
+                    out.scanned += 1
+                    if m.key() == key:
+                        out.records.append(_dead_letter(m))
+                    if (m.offset() or 0) + 1 >= ends.get(tp, 0):
+                        ends.pop(tp, None)
+            if ends:
+                out.complete = False
+                out.note = (f"scan stopped after {out.scanned} records / {timeout_s:g} s; "
+                            f"{len(ends)} partitions not read to the end")
+        except KafkaException as exc:
+            out.complete = False
+            out.note = f"dead-letter scan failed: {_err(exc)}"
+        finally:
+            consumer.close()
+        out.records.sort(key=lambda d: (d.timestamp or 0, d.topic, d.offset))
+        return out
+
+
+def _lagging(p: PartitionOffsets) -> bool:
+    return p.end > _position(p)
+
+
+def _position(p: PartitionOffsets) -> int:
+    return p.begin if p.committed is None else max(p.committed, p.begin)
+
+
+def _timestamp(m: Message) -> float | None:
+    kind, ms = m.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE or ms < 0 else ms / 1000
+
+
+def _member(m: Any) -> Member:
+    tps = getattr(m.assignment, "topic_partitions", None) or []
+    return Member(
+        member_id=m.member_id, client_id=m.client_id, host=m.host,
+        assigned=tuple(sorted((tp.topic, tp.partition) for tp in tps)),
+    )
+
+
+def _dead_letter(m: Message) -> DeadLetter:
+    headers: dict[str, str] = {}
+    raw = m.headers() or []
+    for k, v in raw.items() if isinstance(raw, dict) else raw:
+        if k.endswith("stacktrace"):
+            continue  # long, and the timeline has the error already
+        headers[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
+    value = m.value() or b""
+    preview = value[:500].decode("utf-8", "replace")
+    return DeadLetter(
+        topic=m.topic() or "", partition=m.partition() or 0, offset=m.offset() or 0,
+        timestamp=_timestamp(m), headers=headers, value_preview=preview,
+    )

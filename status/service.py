@@ -1,0 +1,116 @@
+"""The status service's core: one Kafka round per cache period whatever the request rate,
+run off the event loop, never waited on longer than the Kafka timeout.
+
+Concurrent requests for a stale cache share one round. A round that outlives its timeout is
+left to finish in its thread while the answer says "unknown"; no second round starts
+beside it, so a slow broker is never queried by a growing pile of threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from streams.settings import Settings
+
+from .errors import StatusError
+from .lag import DeadLetterLookup, KafkaRound, Probe
+from .report import StatusReport, Tracker, unreachable
+
+log = logging.getLogger("status.service")
+
+# What the event loop allows beyond the Kafka budget: thread hand-off and report building.
+SLACK_S = 0.3
+
+
+class ProbeLike(Protocol):
+    def round(self) -> KafkaRound: ...
+
+    def lookup_dead_letters(
+        self, uuid: str, timeout_s: float, max_records: int = ...
+    ) -> DeadLetterLookup: ...
+
+    def close(self) -> None: ...
+
+
+class StatusService:
+    def __init__(
+        self, settings: Settings, probe: ProbeLike | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._probe = probe
+        self.tracker = Tracker(settings)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="status-kafka")
+        self._report: StatusReport | None = None
+        self._fresh_until = 0.0  # monotonic
+        self._inflight: asyncio.Task[StatusReport] | None = None
+        self._running: Future[KafkaRound] | None = None
+        self.rounds = 0  # Kafka rounds started, the number the cache exists to bound
+        self.late = 0
+
+    @property
+    def probe(self) -> ProbeLike:
+        if self._probe is None:
+            self._probe = Probe(self.settings, clock=self.clock)
+        return self._probe
+
+    async def report(self, refresh: bool = False) -> StatusReport:
+        """The cached report, or a new one if it is older than ``cache_s`` (or ``refresh``)."""
+        cached = self._report
+        if cached is not None and not refresh and time.monotonic() < self._fresh_until:
+            return cached.with_age(self.clock())
+        if self._inflight is None:
+            self._inflight = asyncio.create_task(self._refresh())
+            self._inflight.add_done_callback(self._clear_inflight)
+        report = await asyncio.shield(self._inflight)
+        return report.with_age(self.clock())
+
+    def _clear_inflight(self, _task: asyncio.Task[StatusReport]) -> None:
+        self._inflight = None
+
+    async def _refresh(self) -> StatusReport:
+        started = time.monotonic()
+        taken_at = self.clock()
+        timeout = self.settings.status.kafka_timeout_s
+        report: StatusReport
+        if self._running is not None and not self._running.done():
+            report = unreachable(self.settings, taken_at,
+                                 f"the previous round of queries is still waiting on "
+                                 f"{self.settings.kafka.bootstrap_servers}")
+        else:
+            self.rounds += 1
+            loop = asyncio.get_running_loop()
+            self._running = fut = self._pool.submit(self.probe.round)
+            try:
+                rnd = await asyncio.wait_for(asyncio.wrap_future(fut, loop=loop), timeout + SLACK_S)
+                report = self.tracker.build(rnd)
+            except TimeoutError:
+                self.late += 1
+                report = unreachable(self.settings, taken_at,
+                                     f"Kafka did not answer within {timeout:g} s")
+            except StatusError as exc:
+                report = unreachable(self.settings, taken_at, str(exc))
+            except Exception as exc:  # the page must say why, not answer 500
+                log.exception("status round failed")
+                report = unreachable(self.settings, taken_at,
+                                     f"status round failed: {type(exc).__name__}: {exc}")
+        self._report = report
+        self._fresh_until = started + self.settings.status.cache_s
+        return report
+
+    async def lookup_dead_letters(self, uuid: str, timeout_s: float) -> DeadLetterLookup:
+        # Not on the round's thread: a lookup must not hold up /status.
+        return await asyncio.to_thread(self.probe.lookup_dead_letters, uuid, timeout_s)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._probe is not None:
+            with contextlib.suppress(Exception):
+                self._probe.close()
