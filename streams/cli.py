@@ -258,3 +258,4 @@ from .cli_failures import clear, failed, flush, forget, replay  # noqa: E402
 for _cmd in (failed, replay, forget, flush, clear):
     main.add_command(_cmd)
 from .cli_process import process; main.add_command(process)  # noqa: E402, E702, I001
+from .cli_status import status; main.add_command(status)  # noqa: E402, E702, I001
