@@ -155,10 +155,14 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
     async def agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             rec = to_record(event)
+            # faust acks the current event when the agent is cancelled (shutdown, a job
+            # limit): hold a reference so an interrupted wait or job is redelivered, not lost.
+            event.message.incref()
             if retrying:
                 await _wait_not_before(rec)
             async with rt.slot(runner.job):
                 await runner.process(rec)
+            event.message.decref()  # done: let faust's ack through
 
     app.agent(
         topic, name=f"{topic_name}-agent", concurrency=runner.s.settings.worker.concurrency

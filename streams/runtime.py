@@ -45,17 +45,30 @@ class Limits:
 
 
 class PriorityGate:
-    """A semaphore whose free slot goes to the waiter with the lowest priority number."""
+    """A semaphore whose free slot goes to the waiter with the lowest priority number.
 
-    def __init__(self, slots: int) -> None:
+    A slot released by a job is held for its priority for a moment (``hold_s``): the actor
+    that finished is usually back with its next buffered record within a few event-loop
+    turns, and without the hold a lower-priority waiter would slip in between every two
+    higher-priority jobs.
+    """
+
+    def __init__(self, slots: int, hold_s: float = 0.02) -> None:
         self._free = slots
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._held: list[tuple[int, asyncio.TimerHandle]] = []
         self._seq = itertools.count()
+        self.hold_s = hold_s
         self.closed = False
 
     async def acquire(self, priority: int) -> None:
         if self.closed:
             await asyncio.Future()  # never starts; cancelled at shutdown, record redelivered
+        for i, (held_prio, handle) in enumerate(self._held):
+            if priority <= held_prio:
+                handle.cancel()
+                del self._held[i]
+                return
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return
@@ -66,13 +79,28 @@ class PriorityGate:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self.release()  # the slot arrived as we were cancelled: pass it on
+                self._hand_over()  # the slot arrived as we were cancelled: pass it on
             else:
                 self._waiters.remove(entry)
                 heapq.heapify(self._waiters)
             raise
 
-    def release(self) -> None:
+    def release(self, priority: int = 0) -> None:
+        if self._waiters and self._waiters[0][0] <= priority:
+            self._hand_over()  # someone at least as urgent is already waiting
+            return
+        loop = asyncio.get_running_loop()
+        entry: list[tuple[int, asyncio.TimerHandle]] = []
+
+        def expire() -> None:
+            if entry and entry[0] in self._held:
+                self._held.remove(entry[0])
+                self._hand_over()
+
+        entry.append((priority, loop.call_later(self.hold_s, expire)))
+        self._held.append(entry[0])
+
+    def _hand_over(self) -> None:
         while self._waiters and not self.closed:
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():
@@ -109,7 +137,8 @@ class WorkerRuntime:
     # -- jobs ---------------------------------------------------------------------------
     @asynccontextmanager
     async def slot(self, job: Job) -> AsyncIterator[None]:
-        await self.gate.acquire(self.priority.get(job, 99))
+        prio = self.priority.get(job, 99)
+        await self.gate.acquire(prio)
         self.in_flight += 1
         self._idle.clear()
         try:
@@ -119,7 +148,7 @@ class WorkerRuntime:
             self.done += 1
             if self.in_flight == 0:
                 self._idle.set()
-            self.gate.release()
+            self.gate.release(prio)
             if self.limits.max_jobs is not None and self.done >= self.limits.max_jobs:
                 self.request_stop(f"--max-jobs {self.limits.max_jobs} reached")
 
