@@ -110,6 +110,7 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
     Example: prophoto-ingest worker --topics ingest,ingest-preview --concurrency 4 --max-jobs 1000
     """
     from .app import IngestWorker, create_app
+    from .logs import logging_config
     from .runtime import Limits, WorkerRuntime
 
     overrides: dict[str, Any] = {}
@@ -141,7 +142,8 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
     click.echo(f"worker {services.worker_id}: group {settings.kafka.group_id}, topics "
                + ", ".join(ctx.topics.job(j) for j in jobs), err=True)
     try:
-        IngestWorker(app, runtime, loglevel=settings.log_level.lower(), quiet=True) \
+        IngestWorker(app, runtime, loglevel=settings.log_level.lower(), quiet=True,
+                     logging_config=logging_config(settings.log_level, w.log_json)) \
             .execute_from_commandline()
     except SystemExit:
         pass

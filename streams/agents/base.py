@@ -8,7 +8,6 @@ never be seen again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -241,10 +240,7 @@ class JobRunner:
         if note:
             fields["note"] = note
         level = logging.INFO if outcome == "ok" else logging.WARNING
-        if self.s.settings.worker.log_json:
-            log.log(level, json.dumps(fields, default=str))
-        else:
-            log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()))
+        log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
 
 
 def worker_id(configured: str) -> str:

@@ -224,3 +224,17 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
     finals = [p for p in previews if not p.name.startswith(".")]
     assert len(finals) == 200, "one preview per UUID, none twice"
     assert {p.stem for p in finals} == {e.uuid for e in events}
+
+
+def test_json_logs_one_line_per_job(make_settings, start_worker, tmp_path: Path) -> None:
+    settings, topics, st = _setup(make_settings, worker={"log_json": True})
+    events = _uploads(st, tmp_path, 2)
+    _publish(settings, topics.job(Job.PREVIEW), events)
+    w = start_worker(settings, "--stop-when-empty")
+    assert w.proc.wait(90) == 0, w.output()[-2000:]
+    lines = [json.loads(line) for line in w.output().splitlines() if line.startswith("{")]
+    jobs = [x for x in lines if x.get("logger") == "streams.jobs"]
+    assert {j["uuid"] for j in jobs} == {e.uuid for e in events}
+    for j in jobs:
+        assert j["outcome"] == "ok" and j["topic"] == topics.job(Job.PREVIEW)
+        assert isinstance(j["partition"], int) and isinstance(j["offset"], int) and j["duration_ms"] > 0
