@@ -238,3 +238,24 @@ def test_json_logs_one_line_per_job(make_settings, start_worker, tmp_path: Path)
     for j in jobs:
         assert j["outcome"] == "ok" and j["topic"] == topics.job(Job.PREVIEW)
         assert isinstance(j["partition"], int) and isinstance(j["offset"], int) and j["duration_ms"] > 0
+
+
+def test_worker_groups_with_different_topics_share_one_consumer_group(
+    make_settings, start_worker, tmp_path: Path
+) -> None:
+    """The Helm chart runs one Deployment per priority in one group: each must get only
+    the partitions of the topics it asked for, and all of them must be served."""
+    settings, topics, st = _setup(make_settings)
+    a = start_worker(settings, "--topics", "ingest")
+    b = start_worker(settings, "--topics", "ingest-preview,ingest-enhance")
+    wait_until(lambda: len(_members(settings)) == 2, 90, "2 members")
+    ups = _uploads(st, tmp_path, 8)
+    _publish(settings, topics.job(Job.PREVIEW), ups)
+    _publish(settings, topics.job(Job.INGEST), [ingest_request(u) for u in ups[:4]])
+    wait_until(lambda: _done(st, ups) == 8 and all(st.metadata_path(u.uuid).exists() for u in ups[:4]),
+               90, lambda: a.output()[-1500:] + b.output()[-1500:])
+    assert "job=preview" not in a.output() and "job=ingest " not in b.output()
+    for m in _members(settings):
+        names = {tp.topic for tp in m.assignment.topic_partitions if "__assignor" not in tp.topic}
+        assert names and (names <= {topics.job(Job.INGEST), topics.retry(Job.INGEST)}
+                          or not names & {topics.job(Job.INGEST), topics.retry(Job.INGEST)})
