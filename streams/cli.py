@@ -20,10 +20,10 @@ from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
 
 # Re-exported for command modules written against cli.py; new ones import streams.clictx.
 __all__ = ["EXIT_FAILED", "EXIT_KAFKA", "Ctx", "failures", "main", "pass_ctx"]
-from .producer import EventProducer
+from .producer import EventProducer, PublishError
 from .storage import LocalStorage
 from .topics import Job, ensure_topics
-from .uploads import enhance_request, find_upload, ingest_request, stage_upload
+from .uploads import enhance_request, find_upload, ingest_request, stage_upload, unstage_upload
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -201,7 +201,21 @@ def upload(ctx: Ctx, paths: tuple[Path, ...], owner: str | None, gallery: str | 
     with failures():
         storage.ensure()
         events = [stage_upload(storage, p, owner_id=owner, gallery_id=gallery) for p in paths]
-    _publish(ctx, Job.PREVIEW, events)
+    try:
+        with EventProducer(ctx.settings.kafka) as producer:
+            for ev in events:
+                producer.send(ctx.topics.job(Job.PREVIEW), ev.key, codec.encode(ev))
+    except PublishError as exc:
+        # Undo what was not announced, so a retry of the same command starts clean.
+        lost = [ev for ev in events if ev.key not in exc.delivered_keys]
+        for ev in lost:
+            unstage_upload(storage, ev)
+        for ev in events:
+            if ev.key in exc.delivered_keys:
+                click.echo(f"{ev.uuid}  {ev.original_filename}")
+        click.secho(f"error: {exc}\n{len(lost)} of {len(events)} files were not uploaded "
+                    "(staged copies removed); run the command again for them", fg="red", err=True)
+        sys.exit(EXIT_KAFKA)
     for ev in events:
         click.echo(f"{ev.uuid}  {ev.original_filename}")
     if wait_s > 0:

@@ -16,7 +16,9 @@ from .settings import KafkaSettings
 
 
 class PublishError(RuntimeError):
-    pass
+    def __init__(self, message: str, delivered_keys: set[bytes] | None = None) -> None:
+        super().__init__(message)
+        self.delivered_keys = delivered_keys or set()
 
 
 class EventProducer:
@@ -33,12 +35,14 @@ class EventProducer:
         self._p = Producer(conf)
         self._errors: list[str] = []
         self.delivered: list[tuple[str, int, int]] = []
+        self.delivered_keys: set[bytes] = set()
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err.str()}")
         else:
             self.delivered.append((msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+            self.delivered_keys.add(msg.key() or b"")
 
     def send(
         self, topic: str, key: bytes | None, value: bytes | None,
@@ -64,7 +68,8 @@ class EventProducer:
             self._errors.append(f"{remaining} record(s) not confirmed within {self.timeout_s:g} s")
         if self._errors:
             errors, self._errors = self._errors, []
-            raise PublishError("publish failed (is the broker reachable?): " + "; ".join(errors[:5]))
+            raise PublishError("publish failed (is the broker reachable?): " + "; ".join(errors[:5]),
+                               set(self.delivered_keys))
         done, self.delivered = self.delivered, []
         return done
 

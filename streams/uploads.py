@@ -33,6 +33,12 @@ def stage_upload(storage: LocalStorage, src: Path, *, owner_id: str | None = Non
     return event
 
 
+def unstage_upload(storage: LocalStorage, event: UploadReceived) -> None:
+    """Remove a staged upload whose event could not be published."""
+    storage.resolve(event.path).unlink(missing_ok=True)
+    _sidecar(storage, event.uuid).unlink(missing_ok=True)
+
+
 def _sidecar(storage: LocalStorage, uid: str) -> Path:
     return storage.root / "uploads" / shard(uid) / f"{uid}.event.json"
 

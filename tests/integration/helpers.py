@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
+
+__all__ = ["CliRunner", "cli", "main", "make_jpeg", "read_topic"]
 from confluent_kafka import Consumer, TopicPartition
 from PIL import Image
 

@@ -82,3 +82,18 @@ def test_same_uuid_same_partition_on_every_topic(settings: Settings, topics: Top
         # the same partition on all three topics, and the one murmur2 (faust's partitioner) picks
         assert parts == {partition_for(k.encode(), settings.kafka.partitions)}
     assert len({p for s in by_key.values() for p in s}) > 1  # really spread over partitions
+
+
+def test_upload_with_the_broker_down_fails_clearly_and_leaves_nothing(tmp_path: Path) -> None:
+    from tests.conftest import settings_env
+    from tests.integration.helpers import CliRunner, main
+
+    settings = Settings(kafka={"bootstrap_servers": "127.0.0.1:1", "request_timeout_s": 2},  # type: ignore[arg-type]
+                        storage={"root": tmp_path / "st"})  # type: ignore[arg-type]
+    src = make_jpeg(tmp_path / "a.jpg", (100, 80))
+    res = CliRunner().invoke(main, ["upload", str(src)], env=settings_env(settings))
+    assert res.exit_code == 3
+    assert "publish failed (is the broker reachable?)" in res.output
+    assert "1 of 1 files were not uploaded" in res.output
+    assert [p for p in (tmp_path / "st" / "uploads").rglob("*") if p.is_file()] == []
+    assert src.exists()
