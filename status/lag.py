@@ -16,7 +16,6 @@ from typing import Any, Literal
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaException,
     Message,
     TopicPartition,
@@ -196,15 +195,16 @@ class Probe:
         self.timeout_s = settings.status.kafka_timeout_s
         base = settings.kafka.confluent_config()
         ms = int(self.timeout_s * 1000)
-        self._admin = AdminClient({**base, "socket.timeout.ms": max(ms, 10)})
+        self._admin = AdminClient({**base, "socket.timeout.ms": max(ms, 10), "log_level": 2})
         self._consumer = Consumer(self._consumer_conf(f"{self.group}.status-peek"))
+        self._offsets = Consumer(self._consumer_conf(self.group))
         self.rounds = 0
         self.calls = 0
 
     def _consumer_conf(self, group: str) -> dict[str, Any]:
         return {
             **self.settings.kafka.confluent_config(),
-            # Never joins or commits: assign() only. The id is required, never used.
+            # Never subscribes (so never joins) and never commits.
             "group.id": group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -212,10 +212,13 @@ class Probe:
             "max.partition.fetch.bytes": 65536,
             "queued.max.messages.kbytes": 4096,
             "socket.timeout.ms": max(int(self.timeout_s * 1000), 10),
+            # Connection failures are the status document's to report, not stderr's.
+            "log_level": 2,
         }
 
     def close(self) -> None:
         self._consumer.close()
+        self._offsets.close()
 
     # -- the round ----------------------------------------------------------------------
     def round(self) -> KafkaRound:
@@ -273,15 +276,23 @@ class Probe:
         t = budget.left()
         self.calls += 4
         f_group = self._admin.describe_consumer_groups([self.group], request_timeout=t)[self.group]
-        f_committed = self._admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(self.group)], request_timeout=t
-        )[self.group]
         specs = [TopicPartition(name, p) for name, p in tps]
         f_begin = self._admin.list_offsets({tp: OffsetSpec.earliest() for tp in specs}, request_timeout=t) \
             if specs else {}
         f_end = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in specs}, request_timeout=t) \
             if specs else {}
-        _wait([f_group, f_committed, *f_begin.values(), *f_end.values()], budget, "the offset queries")
+        # Committed offsets through a consumer of the group itself (it never joins or
+        # commits), not AdminClient.list_consumer_group_offsets: librdkafka's admin
+        # OffsetFetch crashes the process when the group coordinator is loading or moving
+        # (rd_kafka_cgrp_op on a client with no group), as on a broker restart.
+        committed: dict[TP, int] = {}
+        try:
+            for tp in self._offsets.committed(specs, timeout=budget.left()) if specs else []:
+                if tp.error is None and tp.offset >= 0:
+                    committed[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException as exc:
+            raise KafkaLate(f"committed offsets of group {self.group}: {_err(exc)}") from None
+        _wait([f_group, *f_begin.values(), *f_end.values()], budget, "the offset queries")
         watermarks: dict[TP, tuple[int, int]] = {}
         for tp, fut in f_end.items():
             try:
@@ -290,13 +301,6 @@ class Probe:
             except KafkaException as exc:
                 raise KafkaLate(f"offsets of {tp.topic}/{tp.partition}: {_err(exc)}") from None
             watermarks[(tp.topic, tp.partition)] = (begin, end)
-        committed: dict[TP, int] = {}
-        try:
-            for tp in f_committed.result().topic_partitions or []:
-                if tp.error is None and tp.offset >= 0:
-                    committed[(tp.topic, tp.partition)] = tp.offset
-        except KafkaException as exc:
-            raise KafkaLate(f"committed offsets of group {self.group}: {_err(exc)}") from None
         try:
             group = f_group.result()
         except KafkaException as exc:

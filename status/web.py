@@ -127,7 +127,9 @@ async def _dead_letters(svc: StatusService, uuid: str, timeout: float) -> dict[s
     }
 
 
-def create_app(settings: Settings, service: StatusService | None = None) -> web.Application:
+def create_app(
+    settings: Settings, service: StatusService | None = None, *, prime: bool = True
+) -> web.Application:
     app = web.Application()
     app[SERVICE] = service or StatusService(settings)
     app[LOOKUPS] = ThreadPoolExecutor(2, thread_name_prefix="status-lookup")
@@ -139,7 +141,7 @@ def create_app(settings: Settings, service: StatusService | None = None) -> web.
     app.router.add_get("/lookup/{uuid}", lookup)
     app.router.add_static("/static/", STATIC, show_index=False)
 
-    async def prime(app: web.Application) -> None:
+    async def prime_cache(app: web.Application) -> None:
         # The first round opens the connections (up to a second cold); do it before anyone asks.
         app[PRIMING] = asyncio.create_task(app[SERVICE].report())
 
@@ -147,7 +149,8 @@ def create_app(settings: Settings, service: StatusService | None = None) -> web.
         app[SERVICE].close()
         app[LOOKUPS].shutdown(wait=False, cancel_futures=True)
 
-    app.on_startup.append(prime)
+    if prime:
+        app.on_startup.append(prime_cache)
     app.on_cleanup.append(close)
     return app
 

@@ -1,0 +1,211 @@
+"""The status service on the real broker: a backlog with no worker goes pending then stalled,
+a worker makes it processing then idle, counts match the offsets; a broker that goes away
+(a private one, never the shared broker) makes it unknown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from confluent_kafka import Consumer, TopicPartition
+
+from status import web
+from status.health import State
+from status.report import StatusReport
+from status.service import StatusService
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import Job, Topics, ensure_topics
+from tests.conftest import ROOT, settings_env
+from tests.integration.helpers import cli, make_jpeg
+
+
+def watermarks(settings: Settings, topic: str) -> tuple[int, int]:
+    """Sum of (log start, log end) over a topic's partitions, read independently."""
+    c = Consumer({**settings.kafka.confluent_config(), "group.id": f"wm-{uuid.uuid4().hex}"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        lo = hi = 0
+        for p in md.topics[topic].partitions:
+            a, b = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+            lo, hi = lo + a, hi + b
+        return lo, hi
+    finally:
+        c.close()
+
+
+def check(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``prophoto-ingest status check``, a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams", "status", "check", *args], capture_output=True, text=True,
+        env={**os.environ, **settings_env(settings)}, cwd=ROOT, timeout=60,
+    )
+
+
+class Poller:
+    def __init__(self, svc: StatusService) -> None:
+        self.svc = svc
+        self.seen: list[State] = []
+        self.last: StatusReport | None = None
+
+    async def until(self, state: State, timeout: float) -> StatusReport:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.last = await self.svc.report(refresh=True)
+            if not self.seen or self.seen[-1] is not r.worker.status:
+                self.seen.append(r.worker.status)
+            if r.worker.status is state:
+                return r
+            await asyncio.sleep(0.3)
+        hint = self.last.worker.hint if self.last else "no report"
+        raise AssertionError(f"no {state} within {timeout:g} s; states seen {self.seen}; last: {hint}")
+
+
+async def test_pending_stalled_processing_idle(
+    make_settings, start_worker, tmp_path: Path
+) -> None:
+    settings: Settings = make_settings(status={"stall_threshold_s": 8, "cache_s": 0})
+    topics = Topics.from_settings(settings.kafka)
+    ensure_topics(settings.kafka, topics.specs())
+    preview, dlq = topics.job(Job.PREVIEW), topics.dead_letter(Job.PREVIEW)
+    svc = StatusService(settings)
+    poll = Poller(svc)
+    try:
+        first = await poll.until(State.IDLE, 30)  # empty topics, no worker: nothing waits
+        assert first.group.members == [] and first.worker.likely_running is False
+
+        files = [make_jpeg(tmp_path / "in" / f"img{i}.jpg", (640 + i, 480)) for i in range(6)]
+        res = cli(settings, "upload", *map(str, files))
+        assert res.exit_code == 0, res.output
+        with EventProducer(settings.kafka) as producer:  # two that can only be dead-lettered
+            for _ in range(2):
+                producer.send(preview, str(uuid.uuid4()).encode(), b"not json")
+
+        r = await poll.until(State.PENDING, 30)
+        assert r.jobs.pending == 8 == watermarks(settings, preview)[1]
+        assert r.topics[preview].totals.lag == 8 and r.jobs.ingest_pending == 0
+        assert "8 waiting" in r.worker.hint
+
+        r = await poll.until(State.STALLED, 60)
+        assert r.jobs.pending == 8
+        assert "start one with `prophoto-ingest worker`" in r.worker.hint
+        assert sorted(r.worker.partitions["stalled"]) == sorted(
+            f"{preview}/{p.partition}" for p in r.topics[preview].partitions if p.lag
+        )
+        stalled = check(settings)
+        assert stalled.returncode == 2, stalled.stdout + stalled.stderr
+        assert stalled.stdout.startswith("stalled: ")
+
+        worker = start_worker(settings)
+        await poll.until(State.PROCESSING, 120)
+        r = await poll.until(State.IDLE, 120)
+        assert worker.proc.poll() is None, worker.output()[-3000:]
+        assert poll.seen.index(State.PENDING) < poll.seen.index(State.STALLED) \
+            < poll.seen.index(State.PROCESSING) < len(poll.seen) - 1
+
+        # Counts match the offsets: nothing waits, the two bad records are the failures.
+        assert r.jobs.pending == 0
+        assert all(p.committed == p.end for p in r.topics[preview].partitions if p.end)
+        lo, hi = watermarks(settings, dlq)
+        assert r.jobs.failed == hi - lo == 2
+        assert r.jobs.failed_by_topic[dlq] == 2
+        assert len(r.group.members) == 1 and r.worker.likely_running is True
+        held = {a.topic: a.partitions for a in r.group.members[0].assigned}
+        assert held[preview] == list(range(settings.kafka.partitions))
+        idle = check(settings)
+        assert idle.returncode == 0 and idle.stdout.startswith("idle: "), idle.stdout + idle.stderr
+    finally:
+        svc.close()
+
+
+def _free_port_pair() -> int:
+    """A port whose successor is free too (the private broker's controller takes it)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port > 65000:
+            continue
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+@pytest.fixture
+def private_broker(bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A broker of this test's own, so stopping it disturbs nobody."""
+    port = _free_port_pair()
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(tmp_path / "kafka")}
+    kafka = str(ROOT / "scripts" / "kafka")
+    subprocess.run([kafka, "start"], env=env, check=True, timeout=180, capture_output=True)
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([kafka, "stop"], env=env, timeout=60, capture_output=True)
+
+
+async def test_broker_going_away_is_unknown(make_settings, private_broker) -> None:
+    bootstrap_servers, env = private_broker
+    settings: Settings = make_settings(kafka={"bootstrap_servers": bootstrap_servers},
+                                       status={"cache_s": 0})
+    topics = Topics.from_settings(settings.kafka)
+    ensure_topics(settings.kafka, topics.specs())
+    with EventProducer(settings.kafka) as producer:
+        for _ in range(3):
+            producer.send(topics.job(Job.INGEST), str(uuid.uuid4()).encode(), b"{}")
+
+    app = web.create_app(settings)
+    server = TestServer(app)
+    await server.start_server()
+    # A hang guard, not a measurement: the service's own budget is kafka_timeout_s + slack.
+    guard = aiohttp.ClientTimeout(total=settings.status.kafka_timeout_s + 5)
+    try:
+        async with aiohttp.ClientSession(timeout=guard) as http:
+            url = str(server.make_url("/status?refresh=1"))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # a fresh broker loads its group coordinator
+                doc = await (await http.get(url)).json()
+                if doc["kafka"]["reachable"]:
+                    break
+                await asyncio.sleep(0.5)
+            assert doc["kafka"]["reachable"] is True, doc["kafka"]
+            assert doc["kafka"]["brokers"] == 1
+            assert doc["jobs"]["pending"] == doc["jobs"]["ingest_pending"] == 3
+            assert (await http.get(server.make_url("/readyz"))).status == 200
+
+            stop = subprocess.run([str(ROOT / "scripts" / "kafka"), "stop"], env=env, timeout=60,
+                                  capture_output=True, text=True)
+            assert "stopped" in stop.stdout, stop.stdout + stop.stderr
+
+            started = time.monotonic()
+            doc = await (await http.get(url)).json()
+            answered_in = time.monotonic() - started
+            print(f"/status answered in {answered_in:.2f} s with the broker down")
+            assert doc["worker"]["status"] == "unknown", doc["worker"]
+            assert doc["kafka"]["reachable"] is False
+            assert bootstrap_servers in doc["kafka"]["error"] or "did not answer" in doc["kafka"]["error"]
+            assert doc["worker"]["hint"].startswith("cannot reach Kafka")
+            r = await http.get(server.make_url("/readyz"))
+            assert r.status == 503
+            metrics = await (await http.get(server.make_url("/metrics"))).text()
+            assert "ingest_kafka_reachable 0" in metrics
+    finally:
+        await server.close()
+    unknown = check(settings)
+    assert unknown.returncode == 3, unknown.stdout + unknown.stderr
+    assert unknown.stdout.startswith("unknown: cannot reach Kafka")
