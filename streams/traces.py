@@ -36,7 +36,7 @@ class TraceEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = Field(1, ge=1, le=255)
-    trace_id: str = Field(default_factory=lambda: str(uuid_mod.uuid4()))
+    trace_id: ImageUUID = Field(default_factory=lambda: str(uuid_mod.uuid4()))
     image_uuid: ImageUUID
     job: str = Field(min_length=1, max_length=64)
     trace_type: str = Field(min_length=1, max_length=64)

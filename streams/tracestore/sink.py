@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,12 @@ STORE_RETRIES = 3
 def sink_group(settings: Settings) -> str:
     """The sink's consumer group: apart from the workers', so each has its own offsets."""
     return f"{settings.kafka.group_id}.traces-sink"
+
+
+@dataclass(frozen=True)
+class Batch:
+    values: list[bytes | None]
+    refs: list[Any]
 
 
 @dataclass
@@ -63,27 +70,43 @@ class TraceSink:
         self._values.append(value)
         self._refs.append(ref)
 
-    def flush(self) -> FlushResult:
-        """Write what was added; bad records come back as rejected, store errors raise.
+    def extend(self, values: list[bytes | None], refs: list[Any]) -> None:
+        self._values += values
+        self._refs += refs
 
-        On QueryFailed nothing is forgotten: the batch stays, and flush() may be called again.
+    def take(self) -> Batch:
+        """Hand over what was added (to write now or on another thread) and start afresh."""
+        batch = Batch(self._values, self._refs)
+        self._values, self._refs = [], []
+        return batch
+
+    def flush(self) -> FlushResult:
+        return self.write(self.take())
+
+    def write(self, batch: Batch, checked: codec.Checked | None = None) -> FlushResult:
+        """Store a batch; bad records come back as rejected, store errors raise QueryFailed.
+
+        ``checked`` is ``codec.check(batch.values)`` if the caller already ran it. A batch
+        that raised may be written again: a row stored twice is kept once.
         """
-        values, refs = self._values, self._refs
+        values, refs = batch.values, batch.refs
         if not values:
             return FlushResult()
-        checked = codec.check(values)
+        if checked is None:
+            checked = codec.check(values)
         result = FlushResult(rejected=[(refs[i], reason) for i, reason in checked.bad])
         good = checked.good
         if good:
             result.written, refused = self._insert(values, good)
             result.rejected += [(refs[i], reason) for i, reason in refused]
-        self._values, self._refs = [], []
         return result
 
     def _insert(self, values: Sequence[bytes | None], idx: list[int]) -> tuple[int, list[tuple[int, str]]]:
         body = codec.json_rows(values, None if len(idx) == len(values) else idx)
         try:
-            return self.store.insert_json(codec.COLUMNS, body), []
+            # Rows sent, not ClickHouse's rows_written: that one counts the rollup's rows too.
+            self.store.insert_json(codec.COLUMNS, body)
+            return len(idx), []
         except QueryFailed as exc:
             if error_code(exc) not in DATA_ERROR_CODES:
                 raise
@@ -104,6 +127,9 @@ class SinkStats:
     dead_lettered: int = 0
     flushes: int = 0
     seconds_in_flush: float = 0.0
+    # Monotonic times of the first record received and the last commit, for throughput.
+    first_record_at: float = 0.0
+    last_commit_at: float = 0.0
 
 
 class SinkRunner:
@@ -118,7 +144,7 @@ class SinkRunner:
         self.worker = worker
         self.stats = SinkStats()
         self.group = sink_group(settings)
-        self._pending: dict[tuple[str, int], int] = {}
+        self._pending: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset
         self._consumer = Consumer({
             **settings.kafka.confluent_config(),
             "group.id": self.group,
@@ -130,6 +156,8 @@ class SinkRunner:
             "queued.min.messages": 200_000,
         })
         self._dlq = EventProducer(settings.kafka)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="trace-writer")
+        self._inflight: tuple[Future[tuple[FlushResult, float]], dict[tuple[str, int], int]] | None = None
 
     def run(self, stop: threading.Event) -> SinkStats:
         ch = self.settings.clickhouse
@@ -139,51 +167,83 @@ class SinkRunner:
             while not stop.is_set():
                 room = max(1, ch.flush_rows - len(self.sink))
                 wait = max(0.0, ch.flush_interval_s - (time.monotonic() - last_flush))
-                for m in self._consumer.consume(num_messages=min(room, 100_000), timeout=min(wait, 0.5)):
-                    if m.error() is not None:
-                        log.warning("consumer: %s", m.error())
-                        continue
-                    self.sink.add(m.value(), m)
-                    self._pending[(m.topic() or "", m.partition() or 0)] = m.offset() or 0
-                    self.stats.consumed += 1
+                batch = self._consumer.consume(num_messages=min(room, 100_000), timeout=min(wait, 0.5))
+                if batch:
+                    self._take(batch)
                 due = time.monotonic() - last_flush >= ch.flush_interval_s
                 if len(self.sink) >= ch.flush_rows or (due and self._pending):
-                    self.checkpoint()
+                    self.checkpoint(wait=False)
+                elif self._inflight is not None and self._inflight[0].done():
+                    self._complete_inflight()  # commit as soon as it is stored, not at the next batch
                 if due or not self._pending:
                     last_flush = time.monotonic()
             self.checkpoint()
         finally:
+            self._writer.shutdown(wait=True)
             self._consumer.close()
         return self.stats
+
+    def _take(self, batch: list[Any]) -> None:
+        if not self.stats.first_record_at:
+            self.stats.first_record_at = time.monotonic()
+        if any(m.error() is not None for m in batch):
+            for m in batch:
+                if m.error() is not None:
+                    log.warning("consumer: %s", m.error())
+            batch = [m for m in batch if m.error() is None]
+        # Comprehensions, not a loop of method calls: this runs for every record.
+        self.sink.extend([m.value() for m in batch], batch)
+        # Records of one partition arrive in offset order, so the last one seen wins.
+        self._pending.update({(m.topic(), m.partition()): m.offset() for m in batch})
+        self.stats.consumed += len(batch)
 
     def _on_revoke(self, consumer: Any, partitions: Any) -> None:
         # Store and commit what we hold before another member takes the partitions.
         self.checkpoint()
 
-    def checkpoint(self) -> None:
-        """Flush the batch, dead-letter its bad records, then commit its offsets."""
-        if not self._pending:
+    def checkpoint(self, wait: bool = True) -> None:
+        """Start writing the current batch; with ``wait``, finish every write and commit.
+
+        One batch is written on the writer thread while the next is consumed (the insert
+        runs in ClickHouse without the GIL). Batches complete in order; a batch's offsets are
+        committed only after its rows are stored and its bad records' dead letters confirmed.
+        """
+        self._complete_inflight()
+        if self._pending:
+            batch, offsets = self.sink.take(), self._pending
+            self._pending = {}
+            # Checked here, inserted there: the check holds the GIL, the insert does not.
+            checked = codec.check(batch.values)
+            self._inflight = (self._writer.submit(self._write_with_retries, batch, checked), offsets)
+        if wait:
+            self._complete_inflight()
+
+    def _complete_inflight(self) -> None:
+        if self._inflight is None:
             return
-        start = time.perf_counter()
-        result = self._flush_with_retries()
+        future, offsets = self._inflight
+        self._inflight = None
+        result, took = future.result()  # a store that stays down raises here: nothing committed
         if result.rejected:
             self._dead_letter(result.rejected)
         from confluent_kafka import TopicPartition
 
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._pending.items()]
-        self._consumer.commit(offsets=offsets, asynchronous=False)
-        self._pending = {}
-        took = time.perf_counter() - start
+        self._consumer.commit(
+            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], asynchronous=False
+        )
+        self.stats.last_commit_at = time.monotonic()
         self.stats.written += result.written
         self.stats.dead_lettered += len(result.rejected)
         self.stats.flushes += 1
         self.stats.seconds_in_flush += took
-        log.debug("flushed %d rows, %d dead-lettered in %.3f s", result.written, len(result.rejected), took)
+        log.debug("stored %d rows, %d dead-lettered, write took %.3f s",
+                  result.written, len(result.rejected), took)
 
-    def _flush_with_retries(self) -> FlushResult:
+    def _write_with_retries(self, batch: Batch, checked: codec.Checked) -> tuple[FlushResult, float]:
+        start = time.perf_counter()
         for n in range(1, STORE_RETRIES + 1):
             try:
-                return self.sink.flush()
+                return self.sink.write(batch, checked), time.perf_counter() - start
             except QueryFailed as exc:
                 if n == STORE_RETRIES:
                     raise
