@@ -221,7 +221,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(columns)
-        w.writerows([["" if v is None else _cell(v) for v in r] for r in rows])
+        w.writerows([[_csv_cell(v) for v in r] for r in rows])
         return buf.getvalue()
     cells = [[_cell(v) for v in r] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
@@ -242,6 +242,14 @@ def _cell(v: object) -> str:
     if isinstance(v, (list, dict)):
         return json.dumps(v)
     return str(v)
+
+
+def _csv_cell(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
 def _clip(text: str, width: int) -> str:
