@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from typing import Protocol
 
 from streams.settings import Settings
@@ -52,6 +53,7 @@ class StatusService:
         self._fresh_until = 0.0  # monotonic
         self._inflight: asyncio.Task[StatusReport] | None = None
         self._running: Future[KafkaRound] | None = None
+        self._json: tuple[datetime, bytes] | None = None
         self.rounds = 0  # Kafka rounds started, the number the cache exists to bound
         self.late = 0
 
@@ -71,6 +73,15 @@ class StatusService:
             self._inflight.add_done_callback(self._clear_inflight)
         report = await asyncio.shield(self._inflight)
         return report.with_age(self.clock())
+
+    async def report_json(self, refresh: bool = False) -> bytes:
+        """The report as JSON, serialized once per round: only its age changes per request."""
+        report = await self.report(refresh=refresh)
+        if self._json is None or self._json[0] != report.checked_at:
+            # cache_age_s is the document's second field: its first occurrence is the top one.
+            blank = report.model_copy(update={"cache_age_s": -1.0}).model_dump_json().encode()
+            self._json = (report.checked_at, blank)
+        return self._json[1].replace(b'"cache_age_s":-1.0', b'"cache_age_s":%r' % report.cache_age_s, 1)
 
     def _clear_inflight(self, _task: asyncio.Task[StatusReport]) -> None:
         self._inflight = None

@@ -50,8 +50,8 @@ async def index(request: web.Request) -> web.FileResponse:
 
 async def status(request: web.Request) -> web.Response:
     refresh = request.query.get("refresh", "") in ("1", "true", "yes")
-    report = await request.app[SERVICE].report(refresh=refresh)
-    return web.Response(text=report.model_dump_json(), content_type="application/json",
+    body = await request.app[SERVICE].report_json(refresh=refresh)
+    return web.Response(body=body, content_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
 

@@ -100,6 +100,7 @@ async def test_status_document_in_the_shape_operators_know(client: ClientFactory
     assert set(doc) >= {"kafka", "group", "topics", "jobs", "worker", "checked_at", "cache_age_s"}
     assert doc["kafka"] == {"reachable": True, "bootstrap": s.kafka.bootstrap_servers, "cluster_id": "c1",
                             "brokers": 1, "error": None, "round_s": 0.01}
+    assert 0 <= doc["cache_age_s"] < 3600  # filled in per request, not the serialized blank
     assert doc["group"]["members"][0]["client_id"] == "worker-1"
     assert doc["group"]["members"][0]["assigned"] == [{"topic": "u-ingest-preview", "partitions": [0]}]
     preview = doc["topics"]["u-ingest-preview"]

@@ -1,0 +1,143 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against the real
+service (``prophoto-ingest status serve``) and the real broker. Leaves a screenshot in
+artifacts/status-dashboard.png for CI to keep."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import Job, Topics
+from tests.conftest import ROOT, settings_env, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = ROOT / "artifacts" / "status-dashboard.png"
+COLORS = {  # the badges' background colors (app.css)
+    "processing": "rgb(30, 142, 62)", "idle": "rgb(26, 115, 232)", "stalled": "rgb(217, 48, 37)",
+    "pending": "rgb(249, 171, 0)", "unknown": "rgb(128, 134, 139)",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def service(make_settings, topics: Topics, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    settings: Settings = make_settings(status={"cache_s": 0.5})
+    port = _free_port()
+    log = tmp_path / "status.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "status", "serve", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, **settings_env(settings)},
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, 30, lambda: f"status service on {url}; log:\n{log.read_text()[-2000:]}")
+        yield url, settings
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: run scripts/setup.d/40-chromium.sh")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_dashboard_renders_refreshes_and_looks_up(service, topics: Topics, browser) -> None:
+    url, settings = service
+    failed_uuid = str(uuid.uuid4())
+    with EventProducer(settings.kafka) as producer:
+        for _ in range(3):
+            producer.send(topics.job(Job.PREVIEW), str(uuid.uuid4()).encode(), b"{}")
+        producer.send(topics.job(Job.INGEST), str(uuid.uuid4()).encode(), b"{}")
+        producer.send(topics.dead_letter(Job.PREVIEW), failed_uuid.encode(), b'{"uuid": "x"}', headers=[
+            ("kafka_dlt-exception-fqcn", b"streams.errors.SourceMissing"),
+            ("kafka_dlt-exception-message", b"uploads/x.jpg is not there"),
+            ("x-ingest-dlq-reason", b"permanent"), ("x-ingest-attempts", b"1"),
+        ])
+
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(url) else outside.append(r.url))
+    page.goto(url + "/?every=1")
+    page.wait_for_selector("#health-bar[data-status='pending']", timeout=20_000)
+
+    badges = page.locator("#health-bar .badge")
+    assert badges.all_inner_texts() == ["Processing", "Idle", "Stalled", "Pending", "Unknown"]
+    for state, color in COLORS.items():
+        b = page.locator(f"#health-bar .badge[data-state='{state}']")
+        assert b.evaluate("e => getComputedStyle(e).backgroundColor") == color
+    assert page.locator("#health-bar .badge.active").get_attribute("data-state") == "pending"
+    assert page.inner_text("#count-pending") == "4"
+    assert page.inner_text("#count-ingest-pending") == "1"
+    assert page.inner_text("#count-failed") == "1"
+    assert page.inner_text("#count-members") == "0"
+    row = page.locator(f"#topics tr[data-topic='{topics.job(Job.PREVIEW)}']")
+    assert row.locator("td.pending").inner_text() == "3"
+    assert "4 waiting" in page.inner_text("#hint")
+
+    # Auto-refresh: new records show up without a reload.
+    with EventProducer(settings.kafka) as producer:
+        for _ in range(2):
+            producer.send(topics.job(Job.PREVIEW), str(uuid.uuid4()).encode(), b"{}")
+    page.wait_for_function("document.getElementById('count-pending').textContent === '6'", timeout=20_000)
+    assert row.locator("td.pending").inner_text() == "5"
+
+    page.fill("#lookup-input", failed_uuid)
+    page.click("#lookup-form button")
+    dead = page.locator("#dead-letters tbody tr")
+    dead.first.wait_for(timeout=20_000)
+    assert dead.count() == 1
+    text = dead.first.inner_text()
+    assert "SourceMissing" in text and "uploads/x.jpg is not there" in text and "permanent" in text
+    page.wait_for_function("document.getElementById('attempts-error').textContent !== ''", timeout=20_000)
+    attempts = page.inner_text("#attempts-error")
+    assert attempts == "no attempts recorded" or attempts.startswith("traces store unavailable: "), attempts
+
+    page.fill("#lookup-input", "not-a-uuid")
+    page.click("#lookup-form button")
+    page.wait_for_function("document.getElementById('lookup-error').textContent.includes('not a UUID')")
+
+    page.fill("#lookup-input", failed_uuid)
+    page.click("#lookup-form button")
+    dead.first.wait_for(timeout=20_000)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert errors == [] and outside == []
