@@ -151,3 +151,26 @@ def wait_until(
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+
+
+@pytest.fixture
+def start_sink(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``prophoto-ingest traces sink`` as a real subprocess; stopped at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        log = tmp_path / f"sink-{len(started)}.log"
+        full_env = {**os.environ, **settings_env(settings), **(env or {})}
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams", "traces", "sink", *args],
+                stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
+            )
+        s = WorkerProcess(proc, log)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
