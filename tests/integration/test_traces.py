@@ -104,6 +104,7 @@ def test_uploads_become_trace_rows(
     assert attempts(e, "thumbnail_generation") == [("from_embedded_preview", 1, True)]
     assert attempts(p, "preview_extraction") == [("embedded_preview", 1, False), ("pillow_decode", 2, True)]
     assert attempts(p, "thumbnail_generation") == [("from_preview", 1, True)]
+    assert attempts(e, "storage") == attempts(p, "storage") == [("local_atomic_write", 1, True)]
     pre = attempts(c, "preview_extraction")
     assert pre and not any(ok for _, _, ok in pre)
     assert [(r["method_tried"], r["success"]) for r in c if r["trace_type"] == "dead_letter"] == [
