@@ -84,9 +84,12 @@ def sink(ctx: Ctx) -> None:
 
     Batch size and interval: INGEST_CLICKHOUSE__FLUSH_ROWS, INGEST_CLICKHOUSE__FLUSH_INTERVAL_S.
     Stops cleanly on SIGTERM or Ctrl-C after storing and committing what it holds.
+    Exit codes: 0 stopped, 1 store busy or failing, 3 Kafka unreachable.
 
     Example: prophoto-ingest traces sink
     """
+    from confluent_kafka import KafkaException
+
     from .agents.base import worker_id
     from .topics import TopicMismatch
     from .tracestore import sink as sink_mod
@@ -107,6 +110,9 @@ def sink(ctx: Ctx) -> None:
     except TopicMismatch as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_FAILED)
+    except KafkaException as exc:
+        click.secho(f"error: Kafka unreachable or refused: {exc.args[0]}", fg="red", err=True)
+        sys.exit(EXIT_KAFKA)
     click.echo(f"traces sink stopped: {stats.consumed} consumed, {stats.written} written, "
                f"{stats.dead_lettered} dead-lettered", err=True)
 
