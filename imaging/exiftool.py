@@ -69,7 +69,8 @@ class _TimedExifTool(pyexiftool.ExifTool):  # type: ignore[misc]
                 if not chunk:
                     raise EOFError("exiftool exited")
                 bufs[fd] += chunk
-                if bufs[fd].rstrip().endswith(ends[fd]):
+                # only the tail: stripping the whole buffer per chunk is quadratic in a preview's MBs
+                if bufs[fd][-(len(ends[fd]) + 64):].rstrip().endswith(ends[fd]):
                     pending.discard(fd)
         stdout = bytes(bufs[out_fd]).rstrip()[: -len(ready)]
         stderr = bytes(bufs[err_fd]).rstrip()[: -len(post)].decode("utf-8", "replace")
