@@ -18,6 +18,7 @@ is shared by a worker's threads: the exiftool process behind it is guarded by a 
 from __future__ import annotations
 
 import io
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +41,8 @@ from .types import (
     ThumbnailResult,
 )
 
+_MPF_TAG = re.compile(r"(?:MPF\d*:)?MPImage(\d+)")
+
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
@@ -58,10 +61,10 @@ class _Made:
 
 @dataclass
 class _Candidate:
-    """An embedded JPEG pulled out of the file, opened (header only)."""
+    """An embedded JPEG: its pixel size, and its bytes once pulled out of the file."""
 
     tag: str
-    data: bytes
+    data: bytes | None
     size: tuple[int, int]
 
 
@@ -227,11 +230,11 @@ class Imager:
         problems: list[str] = []
         for emb in info.embedded:
             try:
+                size = _mpf_size(path, emb.tag)
+                if size is not None:
+                    return _Candidate(emb.tag, None, size)
                 data = self.exiftool.binary(emb.tag, path)
-                with classified(f"{path.name}:{emb.tag}"), Image.open(io.BytesIO(data)) as im:
-                    if im.format not in ("JPEG", "MPO"):
-                        raise UnsupportedFormat(f"{emb.tag} is {im.format}, not a JPEG")
-                    return _Candidate(emb.tag, data, im.size)
+                return _Candidate(emb.tag, data, _jpeg_size(path, emb.tag, data))
             except (ExiftoolFailed, UnsupportedFormat, ImagingError) as exc:
                 if isinstance(exc, ImagingError) and exc.retriable:
                     raise
@@ -266,6 +269,9 @@ class Imager:
                     f"{info.width}x{info.height}"
                 )
         name = f"{path.name}:{cand.tag}"
+        if cand.data is None:
+            cand.data = self.exiftool.binary(cand.tag, path)
+            _jpeg_size(path, cand.tag, cand.data)
         im = open_image(io.BytesIO(cand.data), self.config, name)
         own = im.getexif().get(0x0112)
         orientation = int(own) if isinstance(own, int) and 1 <= own <= 8 and own != 1 else info.orientation
@@ -295,6 +301,33 @@ class Imager:
 
     def _deadline(self) -> float:
         return time.monotonic() + self.config.decode_timeout_s
+
+
+def _jpeg_size(path: Path, tag: str, data: bytes) -> tuple[int, int]:
+    with classified(f"{path.name}:{tag}"), Image.open(io.BytesIO(data)) as im:
+        if im.format not in ("JPEG", "MPO"):
+            raise UnsupportedFormat(f"{tag} is {im.format}, not a JPEG")
+        return im.size
+
+
+def _mpf_size(path: Path, tag: str) -> tuple[int, int] | None:
+    """An MPF image's size from its own header, through Pillow's MP index: a camera's preview
+    that turns out too small is then never copied out through exiftool (~1 MB, a few ms).
+    None when Pillow cannot tell; exiftool then decides."""
+    m = _MPF_TAG.fullmatch(tag)
+    if m is None:
+        return None
+    try:
+        with classified(path.name), Image.open(path) as im:
+            frame = int(m.group(1)) - 1
+            if im.format != "MPO" or not 0 < frame < getattr(im, "n_frames", 1):
+                return None
+            im.seek(frame)
+            return im.size
+    except ImagingError as exc:
+        if exc.retriable:
+            raise
+        return None
 
 
 def _short(emb: Embedded) -> str:
