@@ -44,7 +44,7 @@ METHODS = [("preview_extraction", "exiftool_embedded", 1), ("preview_extraction"
 
 def produce(settings: Settings, topic: str, rows: int) -> None:
     p = Producer({**settings.kafka.confluent_config(), "linger.ms": 50, "batch.size": 1 << 20,
-                  "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+                  "queue.buffering.max.messages": 1_000_000})
     uploaded = datetime.now(UTC)
     images = [str(uuid.uuid4()) for _ in range(max(1, rows // 4))]
     for i in range(rows):

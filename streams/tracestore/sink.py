@@ -154,6 +154,7 @@ class SinkRunner:
             # Large fetches: the sink is throughput-bound, not latency-bound.
             "fetch.min.bytes": 1,
             "queued.min.messages": 200_000,
+            "max.partition.fetch.bytes": 8 << 20,
         })
         self._dlq = EventProducer(settings.kafka)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="trace-writer")
@@ -208,12 +209,13 @@ class SinkRunner:
         runs in ClickHouse without the GIL). Batches complete in order; a batch's offsets are
         committed only after its rows are stored and its bad records' dead letters confirmed.
         """
-        self._complete_inflight()
         if self._pending:
             batch, offsets = self.sink.take(), self._pending
             self._pending = {}
-            # Checked here, inserted there: the check holds the GIL, the insert does not.
+            # Checked here while the previous batch is inserted there: the check holds the
+            # GIL, the insert does not.
             checked = codec.check(batch.values)
+            self._complete_inflight()
             self._inflight = (self._writer.submit(self._write_with_retries, batch, checked), offsets)
         if wait:
             self._complete_inflight()
