@@ -132,7 +132,7 @@ def test_uploads_become_trace_rows(
     fb = {r["trace_type"]: r for r in doc["fallback_rate"]}
     assert fb["preview_extraction"]["produced"] == 2 and fb["preview_extraction"]["by_fallback"] == 1
     lat = doc["upload_to_preview_latency"][0]
-    assert lat["images"] == 2 and 0 <= lat["p50_s"] <= lat["max_s"] < 120
+    assert lat["images"] == 2 and 0 <= lat["p50_s"] <= lat["p99_s"] <= lat["max_s"]
     assert {r["image_uuid"] for r in doc["slowest_uploads"]} == {embedded, plain, corrupt}
     assert [r["image_uuid"] for r in doc["dead_letters"]] == [corrupt]
     assert sum(r["attempt_count"] for r in doc["throughput_per_minute"]) == len(e) + len(p) + len(c)
