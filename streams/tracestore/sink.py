@@ -151,8 +151,7 @@ class SinkRunner:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
-            # Large fetches: the sink is throughput-bound, not latency-bound.
-            "fetch.min.bytes": 1,
+            # Deep prefetch and large fetches: the sink is throughput-bound, not latency-bound.
             "queued.min.messages": 200_000,
             "max.partition.fetch.bytes": 8 << 20,
         })
