@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import statistics
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps, ImageStat
 
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the package.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
@@ -32,7 +33,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from imaging import Imager, ImagingConfig, samples  # noqa: E402
 
 
-def baseline(path: Path) -> None:
+def baseline(path: Path) -> Image.Image:
     with Image.open(path) as im:
         im.load()
         im = ImageOps.exif_transpose(im)
@@ -42,6 +43,12 @@ def baseline(path: Path) -> None:
     prev.save(io.BytesIO(), "JPEG", quality=85, progressive=True)
     thumb = ImageOps.fit(full, (400, 400), Image.Resampling.LANCZOS)
     thumb.save(io.BytesIO(), "JPEG", quality=85, progressive=True)
+    return prev
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    sum2 = ImageStat.Stat(ImageChops.difference(a.convert("RGB"), b.convert("RGB"))).sum2
+    return 10 * math.log10(255**2 * a.width * a.height * len(sum2) / max(sum(sum2), 1e-9))
 
 
 def timed(fn: Callable[[], object], rounds: int) -> list[float]:
@@ -85,6 +92,11 @@ def main() -> None:
             enhance = timed(lambda: imager.enhance(jpg), max(3, args.rounds // 2))
             first_thumb = timed(lambda: imager.thumbnail(raw), args.rounds * 2)
             res = imager.preview(jpg)
+        ref = baseline(jpg)
+        buf = io.BytesIO()
+        ref.save(buf, "JPEG", quality=85, progressive=True)
+        with Image.open(io.BytesIO(res.preview.data)) as mine, Image.open(buf) as theirs:
+            quality, floor = psnr(mine, ref), psnr(theirs, ref)
         methods = ", ".join(f"{a.method_tried}={'ok' if a.success else 'failed'}" for a in res.attempts)
         b, p = statistics.median(base), statistics.median(proj)
         print(f"full decode only (6000x4000):        {statistics.median(decode_only) * 1000:7.1f} ms")
@@ -95,6 +107,11 @@ def main() -> None:
         print(f"project  enhance 4096 (JPEG):        {statistics.median(enhance) * 1000:7.1f} ms  "
               f"{1 / statistics.median(enhance):6.2f} images/s")
         print(f"time to first thumbnail (embedded):  {statistics.median(first_thumb) * 1000:7.1f} ms")
+        print(f"project preview vs baseline's:       {quality:7.1f} dB PSNR against the baseline's Lanczos "
+              f"image before encoding (its own q85 JPEG: {floor:.1f} dB)")
+        pairs = sorted(bb / pp for bb, pp in zip(base, proj, strict=True))
+        print(f"per-round ratios: median {statistics.median(pairs):.2f}, "
+              f"min {pairs[0]:.2f}, max {pairs[-1]:.2f}")
         print(f"ratio: {b / p:.2f}")
 
 
