@@ -26,6 +26,7 @@ from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr
 from streams.settings import Settings
 from streams.topics import Job, Topics
 
+from .deadletters import DeadLetterTally
 from .errors import KafkaLate, KafkaUnreachable
 
 TP = tuple[str, int]
@@ -146,33 +147,16 @@ def _err(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-@dataclass(frozen=True)
-class Clients:
-    """What ``dead_letter_depth`` may use to refine its count (e.g. read the state topic)."""
-
-    admin: AdminClient
-    consumer: Consumer
-
-
 def dead_letter_depth(
-    clients: Clients, topics: Topics, watermarks: Mapping[TP, tuple[int, int]], deadline: float
+    tally: DeadLetterTally, topics: Topics, watermarks: Mapping[TP, tuple[int, int]], deadline: float
 ) -> DeadLetterDepth:
-    """Failed jobs: records on the dead-letter topics (end minus log start, per partition).
-
-    The one place that defines "failed". Resolved dead letters (the compacted
-    ``Topics.dead_letter_state`` topic) are not yet subtracted; ``clients`` and ``deadline``
-    are here for that refinement.
-    """
-    del clients, deadline
-    per_topic: dict[str, int] = {}
+    """Failed jobs: dead letters not yet resolved (replayed, forgotten or flushed)."""
+    per_topic, caught_up = tally.update(watermarks, deadline)
     for job in Job:
-        name = topics.dead_letter(job)
-        per_topic[name] = sum(end - begin for (t, _), (begin, end) in watermarks.items() if t == name)
-    return DeadLetterDepth(
-        total=sum(per_topic.values()),
-        per_topic=per_topic,
-        note="records on the dead-letter topics; resolved dead letters are not yet subtracted",
-    )
+        per_topic.setdefault(topics.dead_letter(job), 0)
+    note = "unresolved dead letters" if caught_up else \
+        "unresolved dead letters (still reading the dead-letter history; the count may grow)"
+    return DeadLetterDepth(total=sum(per_topic.values()), per_topic=per_topic, note=note)
 
 
 def _wait(fs: Iterable[futures.Future[Any]], budget: _Budget, what: str) -> None:
@@ -198,6 +182,10 @@ class Probe:
         self._admin = AdminClient({**base, "socket.timeout.ms": max(ms, 10), "log_level": 2})
         self._consumer = Consumer(self._consumer_conf(f"{self.group}.status-peek"))
         self._offsets = Consumer(self._consumer_conf(self.group))
+        self._tally = DeadLetterTally(
+            {**self._consumer_conf(f"{self.group}.status-dlq"), "max.partition.fetch.bytes": 1048576},
+            self.topics, self.dlq,
+        )
         self.rounds = 0
         self.calls = 0
 
@@ -219,6 +207,7 @@ class Probe:
     def close(self) -> None:
         self._consumer.close()
         self._offsets.close()
+        self._tally.close()
 
     # -- the round ----------------------------------------------------------------------
     def round(self) -> KafkaRound:
@@ -247,7 +236,7 @@ class Probe:
         ]
         job_parts = self._peek(job_parts, budget)
         depth = dead_letter_depth(
-            Clients(self._admin, self._consumer), self.topics,
+            self._tally, self.topics,
             {tp: wm for tp, wm in watermarks.items() if tp[0] in dlq}, budget.deadline,
         )
         return KafkaRound(

@@ -58,7 +58,7 @@ def render(report: StatusReport, rounds: int, late: int) -> str:
     o.family("ingest_jobs_pending", "gauge", "Total lag over the job and retry topics.",
              [("", report.jobs.pending)] if report.kafka.reachable else [])
     o.family("ingest_dead_letter_depth", "gauge",
-             "Records on a dead-letter topic (resolved ones not yet subtracted).",
+             "Unresolved dead letters per dead-letter topic.",
              [(_labels(topic=t), n) for t, n in report.jobs.failed_by_topic.items()])
     o.family("ingest_status_kafka_rounds_total", "counter",
              "Rounds of Kafka queries the status service started (one per cache period at most, "

@@ -173,8 +173,20 @@ def _background(app: faust.App, rt: WorkerRuntime) -> None:
     def assignment() -> set[Any]:
         return set(app.consumer.assignment())
 
+    async def resume(tps: list[Any], committed: dict[tuple[str, int], int]) -> None:
+        # faust drops records fetched for a partition that is paused while the fetch is in
+        # flight, and the consumer position has moved past them; seek back to the first
+        # record not yet handed to an agent before fetching resumes, or they are lost.
+        consumer: Any = app.consumer
+        for tp in tps:
+            read = consumer._read_offset.get(tp)
+            target = read + 1 if read is not None else committed.get((tp.topic, tp.partition))
+            if target is not None:
+                await consumer.seek(tp, target)
+        consumer.resume_partitions(tps)
+
     async def watch() -> None:
-        await rt.watch(assignment, app.consumer.pause_partitions, app.consumer.resume_partitions)
+        await rt.watch(assignment, app.consumer.pause_partitions, resume)
 
     for task in (watch, rt.listen_for_restart, rt.serve_health):
         app.task(task)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .topics import DEAD_LETTER_ID_HEADER
+
 H_TOPIC = "kafka_dlt-original-topic"
 H_PARTITION = "kafka_dlt-original-partition"
 H_OFFSET = "kafka_dlt-original-offset"
@@ -21,7 +23,7 @@ H_GROUP = "kafka_dlt-original-consumer-group"
 H_EXC_CLASS = "kafka_dlt-exception-fqcn"
 H_EXC_MESSAGE = "kafka_dlt-exception-message"
 H_EXC_STACK = "kafka_dlt-exception-stacktrace"
-H_ID = "x-ingest-dlq-id"
+H_ID = DEAD_LETTER_ID_HEADER
 H_REASON = "x-ingest-dlq-reason"
 H_ATTEMPTS = "x-ingest-attempts"
 H_WORKER = "x-ingest-worker"

@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +60,22 @@ class PriorityGate:
         self._seq = itertools.count()
         self.hold_s = hold_s
         self.closed = False
+        # Priorities at or above this number wait even for a free slot (a priority pause).
+        self.blocked_from: int | None = None
+
+    def _blocked(self, priority: int) -> bool:
+        return self.blocked_from is not None and priority >= self.blocked_from
+
+    def _eligible_ahead(self, priority: int) -> bool:
+        top = self._waiters[0][0] if self._waiters else None
+        return top is not None and top <= priority and not self._blocked(top)
+
+    def block_from(self, priority: int | None) -> None:
+        """Hold back jobs of ``priority`` and lower; ``None`` lets everything through."""
+        self.blocked_from = priority
+        while self._free > 0 and self._waiters and not self._blocked(self._waiters[0][0]):
+            self._free -= 1
+            self._hand_over()
 
     async def acquire(self, priority: int) -> None:
         if self.closed:
@@ -69,7 +85,7 @@ class PriorityGate:
                 handle.cancel()
                 del self._held[i]
                 return
-        if self._free > 0 and not self._waiters:
+        if self._free > 0 and not self._blocked(priority) and not self._eligible_ahead(priority):
             self._free -= 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -101,7 +117,7 @@ class PriorityGate:
         self._held.append(entry[0])
 
     def _hand_over(self) -> None:
-        while self._waiters and not self.closed:
+        while self._waiters and not self.closed and not self._blocked(self._waiters[0][0]):
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():
                 fut.set_result(None)
@@ -186,8 +202,8 @@ class WorkerRuntime:
             self._shutdown()
 
     # -- periodic checks ----------------------------------------------------------------
-    async def watch(self, assignment: Callable[[], set[Any]],
-                    pause: Callable[[list[Any]], None], resume: Callable[[list[Any]], None]) -> None:
+    async def watch(self, assignment: Callable[[], set[Any]], pause: Callable[[list[Any]], None],
+                    resume: Callable[[list[Any], dict[tuple[str, int], int]], Awaitable[None]]) -> None:
         """Limits, priority pauses and stop-when-empty, once a second."""
         lag_reader = LagReader(self.kafka)
         try:
@@ -197,10 +213,11 @@ class WorkerRuntime:
                 tps = list(assignment())
                 if not tps or self.stop_reason is not None:
                     continue
-                lags = await asyncio.to_thread(lag_reader.lags, tps)
-                if lags is None:
+                got = await asyncio.to_thread(lag_reader.lags, tps)
+                if got is None:
                     continue  # broker slow or away: decide next time
-                self._apply_priority(tps, lags, pause, resume)
+                lags, committed = got
+                await self._apply_priority(tps, lags, committed, pause, resume)
                 if (self.limits.stop_when_empty and self.in_flight == 0
                         and sum(lags.values()) == 0):
                     self.request_stop("--stop-when-empty: no lag on the assigned partitions")
@@ -219,14 +236,19 @@ class WorkerRuntime:
                 self.request_stop(f"--memory: resident {rss_mb:.0f} MB over {lim.memory_mb:g} MB",
                                   EXIT_MEMORY)
 
-    def _apply_priority(self, tps: list[Any], lags: dict[tuple[str, int], int],
-                        pause: Callable[[list[Any]], None], resume: Callable[[list[Any]], None]) -> None:
+    async def _apply_priority(
+        self, tps: list[Any], lags: dict[tuple[str, int], int], committed: dict[tuple[str, int], int],
+        pause: Callable[[list[Any]], None],
+        resume: Callable[[list[Any], dict[tuple[str, int], int]], Awaitable[None]],
+    ) -> None:
         if len(self.jobs) < 2:
             return
         lag_by_job = {job: 0 for job in self.jobs}
         for (topic, _), lag in lags.items():
             job = self.topics.job_for_topic(topic)
-            if job in lag_by_job:
+            # Only the job topic itself: a retry waiting out its backoff is no reason to
+            # hold back lower-priority work.
+            if job in lag_by_job and topic == self.topics.job(job):
                 lag_by_job[job] += lag
         blocked_from: int | None = None
         for i, job in enumerate(self.jobs):
@@ -239,13 +261,16 @@ class WorkerRuntime:
             log.info("priority: paused %s", sorted(want_paused) or "nothing")
         released = self.paused - want_paused
         self.paused = want_paused
+        # Records already fetched must not start either, or buffered lower-priority jobs
+        # slip in whenever the higher-priority stream is between fetches.
+        self.gate.block_from(blocked_from)
         to_pause = [tp for tp in tps if tp.topic in want_paused]
         # Resume only what we paused: faust pauses partitions for its own reasons too.
         to_resume = [tp for tp in tps if tp.topic in released]
         if to_pause:
             pause(to_pause)
         if to_resume:
-            resume(to_resume)
+            await resume(to_resume, committed)
 
     # -- restart broadcast --------------------------------------------------------------
     async def listen_for_restart(self) -> None:
@@ -304,19 +329,24 @@ class LagReader:
                             "enable.auto.commit": False})
         self.timeout = min(5.0, kafka.request_timeout_s)
 
-    def lags(self, tps: list[Any]) -> dict[tuple[str, int], int] | None:
+    def lags(
+        self, tps: list[Any]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]] | None:
+        """(lag, committed offset) per partition, or None when the broker does not answer."""
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
             parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
             committed = self._c.committed(parts, timeout=self.timeout)
             out: dict[tuple[str, int], int] = {}
+            starts: dict[tuple[str, int], int] = {}
             for p in committed:
                 lo, hi = self._c.get_watermark_offsets(TopicPartition(p.topic, p.partition),
                                                        timeout=self.timeout, cached=False)
                 start = p.offset if p.offset is not None and p.offset >= 0 else lo
                 out[(p.topic, p.partition)] = max(0, hi - start)
-            return out
+                starts[(p.topic, p.partition)] = start
+            return out, starts
         except KafkaException:
             return None
 

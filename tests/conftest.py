@@ -106,6 +106,15 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait(self, timeout: float) -> int:
+        """The exit code; on timeout, fail with the end of the worker's log."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"worker still running after {timeout:g} s; log:\n{self.output()[-4000:]}"
+            ) from None
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -220,8 +220,10 @@ class JobRunner:
                     source_partition=rec.partition, source_offset=rec.offset,
                     uploaded_at=uploaded_at,
                 )
-            except ValueError:
-                continue  # no valid UUID (undecodable record): its dead letter is the record
+            except ValueError as exc:
+                if image_uuid:  # without a valid UUID (undecodable record) the dead letter is all
+                    log.warning("trace of %s dropped, it does not validate: %s", image_uuid, exc)
+                continue
             await self.sender.send(
                 self.s.topics.traces, trace.image_uuid.encode(), trace.model_dump_json().encode()
             )

@@ -79,7 +79,7 @@ def test_once_processes_one_job_and_exits(make_settings, start_worker, tmp_path:
     events = _uploads(st, tmp_path, 3)
     _publish(settings, topics.job(Job.PREVIEW), events)
     w = start_worker(settings, "--once", "--concurrency", "1")
-    assert w.proc.wait(90) == 0, w.output()[-2000:]
+    assert w.wait(90) == 0, w.output()[-2000:]
     assert _done(st, events) == 1
     assert "--max-jobs 1 reached" in w.output()
 
@@ -89,11 +89,11 @@ def test_max_jobs_stops_after_n(make_settings, start_worker, tmp_path: Path) -> 
     events = _uploads(st, tmp_path, 6)
     _publish(settings, topics.job(Job.PREVIEW), events)
     w = start_worker(settings, "--max-jobs", "2", "--concurrency", "1")
-    assert w.proc.wait(90) == 0, w.output()[-2000:]
+    assert w.wait(90) == 0, w.output()[-2000:]
     assert _done(st, events) == 2
     # the rest is still there for the next worker: nothing was acked without being done
     w2 = start_worker(settings, "--stop-when-empty")
-    assert w2.proc.wait(90) == 0, w2.output()[-2000:]
+    assert w2.wait(90) == 0, w2.output()[-2000:]
     assert _done(st, events) == 6
 
 
@@ -102,7 +102,7 @@ def test_stop_when_empty_drains_then_exits(make_settings, start_worker, tmp_path
     events = _uploads(st, tmp_path, 5)
     _publish(settings, topics.job(Job.PREVIEW), events)
     w = start_worker(settings, "--stop-when-empty")
-    assert w.proc.wait(90) == 0, w.output()[-2000:]
+    assert w.wait(90) == 0, w.output()[-2000:]
     assert _done(st, events) == 5
     assert "--stop-when-empty" in w.output()
 
@@ -110,14 +110,14 @@ def test_stop_when_empty_drains_then_exits(make_settings, start_worker, tmp_path
 def test_max_time_stops_an_idle_worker(make_settings, start_worker) -> None:
     settings, _, _ = _setup(make_settings)
     w = start_worker(settings, "--max-time", "4")
-    assert w.proc.wait(60) == 0, w.output()[-2000:]
+    assert w.wait(60) == 0, w.output()[-2000:]
     assert "--max-time 4 s reached" in w.output()
 
 
 def test_memory_limit_exits_with_code_12(make_settings, start_worker) -> None:
     settings, _, _ = _setup(make_settings)
     w = start_worker(settings, "--memory", "5")
-    assert w.proc.wait(60) == 12, w.output()[-2000:]
+    assert w.wait(60) == 12, w.output()[-2000:]
     assert "--memory: resident" in w.output()
 
 
@@ -141,7 +141,7 @@ def test_sigterm_finishes_the_job_commits_and_hands_over(make_settings, start_wo
     _publish(settings, topics.job(Job.PREVIEW), [ev])
     wait_until(lambda: _health(18931)["in_flight"] == 1, 60, lambda: w1.output()[-2000:])
     w1.proc.send_signal(signal.SIGTERM)
-    assert w1.proc.wait(60) == 0
+    assert w1.wait(60) == 0
     assert st.preview_path(ev.uuid).exists(), "the in-flight job must finish before exit"
     assert "outcome=ok" in w1.output()
     assert _committed(settings, topics.job(Job.PREVIEW), 1)[0] == 1
@@ -161,7 +161,7 @@ def test_restart_stops_every_running_worker(make_settings, start_worker) -> None
     res = cli(settings, "restart")
     assert res.exit_code == 0, res.output
     for w in workers:
-        assert w.proc.wait(60) == 0, w.output()[-2000:]
+        assert w.wait(60) == 0, w.output()[-2000:]
         assert "restart requested by" in w.output()
 
 
@@ -173,7 +173,7 @@ def test_priority_ingest_then_preview_then_enhance(make_settings, start_worker, 
     _publish(settings, topics.job(Job.PREVIEW), ups[n:2 * n])
     _publish(settings, topics.job(Job.INGEST), [ingest_request(u) for u in ups[2 * n:]])
     w = start_worker(settings, "--concurrency", "1", "--stop-when-empty")
-    assert w.proc.wait(120) == 0, w.output()[-2000:]
+    assert w.wait(120) == 0, w.output()[-2000:]
     order = re.findall(r"job=(\w+) uuid=\S+ .* outcome=ok", w.output())
     assert len(order) == 3 * n
     last = {job: max(i for i, j in enumerate(order) if j == job) for job in ("ingest", "preview", "enhance")}
@@ -209,7 +209,7 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
     _publish(settings, topics.job(Job.PREVIEW), events)
     wait_until(lambda: _done(st, events) >= 40, 120, lambda: a.output()[-2000:])
     a.proc.kill()
-    a.proc.wait(10)
+    a.wait(10)
     store = DeadLetters(settings.kafka, topics)
     wait_until(lambda: _done(st, events) == 200, 180, lambda: b.output()[-2000:])
     failed = {e.uuid for e in store.entries()}
@@ -231,7 +231,7 @@ def test_json_logs_one_line_per_job(make_settings, start_worker, tmp_path: Path)
     events = _uploads(st, tmp_path, 2)
     _publish(settings, topics.job(Job.PREVIEW), events)
     w = start_worker(settings, "--stop-when-empty")
-    assert w.proc.wait(90) == 0, w.output()[-2000:]
+    assert w.wait(90) == 0, w.output()[-2000:]
     lines = [json.loads(line) for line in w.output().splitlines() if line.startswith("{")]
     jobs = [x for x in lines if x.get("logger") == "streams.jobs"]
     assert {j["uuid"] for j in jobs} == {e.uuid for e in events}

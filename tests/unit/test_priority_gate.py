@@ -62,3 +62,25 @@ def test_cancelled_waiter_does_not_leak_a_slot() -> None:
         return True
 
     assert asyncio.run(main())
+
+
+def test_blocked_priorities_wait_even_for_a_free_slot() -> None:
+    async def main() -> list[str]:
+        gate = PriorityGate(2, hold_s=0.0)
+        gate.block_from(1)
+        order: list[str] = []
+
+        async def job(name: str, prio: int) -> None:
+            await gate.acquire(prio)
+            order.append(name)
+            gate.release(prio)
+
+        low = asyncio.create_task(job("preview", 1))
+        await asyncio.sleep(0.02)
+        assert order == []  # a free slot, but preview is held back
+        await job("ingest", 0)
+        gate.block_from(None)
+        await asyncio.wait_for(low, 1)
+        return order
+
+    assert asyncio.run(main()) == ["ingest", "preview"]

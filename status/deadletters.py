@@ -1,0 +1,92 @@
+"""The failed count: dead letters not yet resolved, kept up to date incrementally.
+
+A dedicated consumer (never subscribes, never commits) reads each dead-letter topic and
+the compacted resolution-state topic once from the start, then only what is new each
+round, so a large dead-letter history costs one pass, not one per cache period. A dead
+letter is identified by its id header; a resolution record resolves that id, a tombstone
+reopens it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from streams.topics import DEAD_LETTER_ID_HEADER, Topics
+
+TP = tuple[str, int]
+
+
+class DeadLetterTally:
+    def __init__(
+        self, consumer_conf: dict[str, Any], topics: Topics, dead_letter_topics: Iterable[str]
+    ) -> None:
+        self._c = Consumer(consumer_conf)
+        self.state_topic = topics.dead_letter_state
+        self.dlq = list(dead_letter_topics)
+        self._next: dict[TP, int] = {}  # next offset to read, per assigned partition
+        self.ids: dict[str, set[str]] = {name: set() for name in self.dlq}
+        self.resolved: set[str] = set()
+
+    def close(self) -> None:
+        self._c.close()
+
+    def update(
+        self, watermarks: Mapping[TP, tuple[int, int]], deadline: float
+    ) -> tuple[dict[str, int], bool]:
+        """Read what is new up to the given end offsets (dead-letter topics) and the state
+        topic's end; returns unresolved per topic and whether it caught up in time."""
+        ends = dict(watermarks)
+        try:
+            lo, hi = self._c.get_watermark_offsets(TopicPartition(self.state_topic, 0),
+                                                   timeout=max(0.05, deadline - time.monotonic()))
+            ends[(self.state_topic, 0)] = (lo, hi)
+        except KafkaException:
+            pass  # no state topic yet, or late: count without resolutions this round
+        caught_up = self._read(ends, deadline)
+        per_topic = {name: len(ids - self.resolved) for name, ids in self.ids.items()}
+        return per_topic, caught_up
+
+    def _read(self, ends: Mapping[TP, tuple[int, int]], deadline: float) -> bool:
+        todo: dict[TP, int] = {}
+        for tp, (lo, hi) in ends.items():
+            start = max(self._next.get(tp, lo), lo)
+            if hi > start:
+                todo[tp] = hi
+            self._next.setdefault(tp, start)
+        if not todo:
+            return True
+        self._c.assign([TopicPartition(t, p, self._next[(t, p)]) for (t, p) in todo])
+        while todo and time.monotonic() < deadline:
+            for m in self._c.consume(500, timeout=min(0.1, max(0.0, deadline - time.monotonic()))):
+                if m.error() is not None:
+                    continue
+                tp = (m.topic() or "", m.partition() or 0)
+                self._apply(tp[0], m)
+                self._next[tp] = (m.offset() or 0) + 1
+                if tp in todo and self._next[tp] >= todo[tp]:
+                    del todo[tp]
+        return not todo
+
+    def _apply(self, topic: str, m: Any) -> None:
+        if topic == self.state_topic:
+            key = (m.key() or b"").decode("utf-8", "replace")
+            if m.value() is None:
+                self.resolved.discard(key)
+                return
+            try:
+                if json.loads(m.value()).get("status") == "resolved":
+                    self.resolved.add(key)
+            except ValueError:
+                pass
+            return
+        for k, v in m.headers() or []:
+            if k == DEAD_LETTER_ID_HEADER and v:
+                self.ids.setdefault(topic, set()).add(v.decode("utf-8", "replace"))
+                return
+        # No id header (written by something else): count it under its own coordinates.
+        self.ids.setdefault(topic, set()).add(f"{topic}:{m.partition()}:{m.offset()}")
