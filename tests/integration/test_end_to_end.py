@@ -97,3 +97,19 @@ def test_upload_with_the_broker_down_fails_clearly_and_leaves_nothing(tmp_path: 
     assert "1 of 1 files were not uploaded" in res.output
     assert [p for p in (tmp_path / "st" / "uploads").rglob("*") if p.is_file()] == []
     assert src.exists()
+
+
+def test_partition_mismatch_is_reported_clearly(settings: Settings) -> None:
+    import pytest
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from streams.topics import TopicMismatch, ensure_topics
+
+    topics = Topics.from_settings(settings.kafka)
+    admin = AdminClient(settings.kafka.confluent_config())
+    wrong = topics.job(Job.INGEST)
+    admin.create_topics([NewTopic(wrong, settings.kafka.partitions + 1, 1)])[wrong].result(10)
+    with pytest.raises(TopicMismatch) as exc:
+        ensure_topics(settings.kafka, topics.specs())
+    assert f"topic {wrong!r} has {settings.kafka.partitions + 1} partitions" in str(exc.value)
+    assert "INGEST_KAFKA__PARTITIONS" in str(exc.value)
