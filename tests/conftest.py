@@ -126,24 +126,32 @@ class WorkerProcess:
         return self.proc.returncode
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``prophoto-ingest worker`` as a real subprocess; stopped at teardown."""
+def _process_factory(tmp_path: Path, name: str, command: list[str]) -> tuple[
+    Callable[..., WorkerProcess], list[WorkerProcess]
+]:
+    """Start ``python -m streams <command> <args>`` as real subprocesses, logs in tmp_path."""
     started: list[WorkerProcess] = []
 
     def start(settings: Settings, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        log = tmp_path / f"worker-{len(started)}.log"
+        log = tmp_path / f"{name}-{len(started)}.log"
         full_env = {**os.environ, **settings_env(settings), **(env or {})}
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", "-v", *args],
+                [sys.executable, "-m", "streams", *command, *args],
                 stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
             )
-        w = WorkerProcess(proc, log)
-        started.append(w)
-        return w
+        p = WorkerProcess(proc, log)
+        started.append(p)
+        return p
 
+    return start, started
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``prophoto-ingest worker -v`` as a real subprocess; stopped at teardown."""
+    start, started = _process_factory(tmp_path, "worker", ["worker", "-v"])
     yield start
     for w in started:
         w.stop()
@@ -165,21 +173,7 @@ def wait_until(
 @pytest.fixture
 def start_sink(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``prophoto-ingest traces sink`` as a real subprocess; stopped at teardown."""
-    started: list[WorkerProcess] = []
-
-    def start(settings: Settings, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        log = tmp_path / f"sink-{len(started)}.log"
-        full_env = {**os.environ, **settings_env(settings), **(env or {})}
-        full_env.setdefault("PYTHONUNBUFFERED", "1")
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "traces", "sink", *args],
-                stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
-            )
-        s = WorkerProcess(proc, log)
-        started.append(s)
-        return s
-
+    start, started = _process_factory(tmp_path, "sink", ["traces", "sink"])
     yield start
     for s in started:
         s.stop()
