@@ -193,6 +193,10 @@ class DeadLetters:
 
         admin = AdminClient(self.kafka.confluent_config())
         c = _consumer(self.kafka)
+        # Committed offsets through a consumer of the group (it never joins): librdkafka's
+        # admin OffsetFetch can crash the process while the group coordinator loads.
+        group_reader = Consumer({**self.kafka.confluent_config(), "group.id": group,
+                                 "enable.auto.commit": False})
         t = self.kafka.request_timeout_s
         try:
             md = c.list_topics(topic, timeout=t)
@@ -200,8 +204,7 @@ class DeadLetters:
             if meta is None or meta.error is not None:
                 raise ValueError(f"no topic {topic!r} on the broker")
             tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-            fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])
-            committed = {tp.partition: tp.offset for tp in fut[group].result(timeout=t).topic_partitions}
+            committed = {tp.partition: tp.offset for tp in group_reader.committed(tps, timeout=t)}
             skipped: dict[int, int] = {}
             ends: list[TopicPartition] = []
             for tp in tps:
@@ -214,6 +217,7 @@ class DeadLetters:
             raise KafkaUnavailable(f"Kafka error: {exc}") from exc
         finally:
             c.close()
+            group_reader.close()
         if apply and any(skipped.values()):
             fut2 = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, ends)])
             try:
