@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 from PIL import Image
 
@@ -67,11 +67,15 @@ def _members(settings: Settings) -> list:
 
 
 def _committed(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
-    admin = AdminClient(settings.kafka.confluent_config())
-    group = settings.kafka.group_id
-    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
-    res = admin.list_consumer_group_offsets([req])[group].result(timeout=10)
-    return {tp.partition: tp.offset for tp in res.topic_partitions}
+    from confluent_kafka import Consumer
+
+    c = Consumer({**settings.kafka.confluent_config(), "group.id": settings.kafka.group_id,
+                  "enable.auto.commit": False})
+    try:
+        res = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in res}
+    finally:
+        c.close()
 
 
 def test_once_processes_one_job_and_exits(make_settings, start_worker, tmp_path: Path) -> None:
