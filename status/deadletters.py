@@ -49,6 +49,11 @@ class DeadLetterTally:
             pass  # no state topic yet, or late: count without resolutions this round
         caught_up = self._read(ends, deadline)
         per_topic = {name: len(ids - self.resolved) for name, ids in self.ids.items()}
+        # Records not read yet (a first pass cut short by the deadline) count as open
+        # until they are read: the count never drops below the truth while catching up.
+        for (topic, p), (_, hi) in watermarks.items():
+            if topic in per_topic:
+                per_topic[topic] += max(0, hi - self._next.get((topic, p), hi))
         return per_topic, caught_up
 
     def _read(self, ends: Mapping[TP, tuple[int, int]], deadline: float) -> bool:

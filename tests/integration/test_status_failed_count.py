@@ -38,3 +38,25 @@ def test_failed_count_drops_when_dead_letters_are_resolved(settings: Settings, t
         assert count() == 2  # incremental: nothing new, nothing double-counted
     finally:
         tally.close()
+
+
+def test_unread_dead_letters_count_as_open_until_read(settings: Settings, topics: Topics) -> None:
+    dlq = topics.dead_letter(Job.PREVIEW)
+    with EventProducer(settings.kafka) as p:
+        for i in range(3):
+            p.send(dlq, f"k{i}".encode(), b"v", headers=[(DEAD_LETTER_ID_HEADER, f"id{i}".encode())])
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**settings.kafka.confluent_config(), "group.id": "wm"})
+    marks = {(dlq, part): c.get_watermark_offsets(TopicPartition(dlq, part), timeout=5)
+             for part in range(settings.kafka.partitions)}
+    c.close()
+    tally = DeadLetterTally({**settings.kafka.confluent_config(), "group.id": "tally-test2"},
+                            topics, [topics.dead_letter(j) for j in Job])
+    try:
+        per_topic, caught_up = tally.update(marks, time.monotonic())  # no time to read anything
+        assert not caught_up and per_topic[dlq] == 3
+        per_topic, caught_up = tally.update(marks, time.monotonic() + 10)
+        assert caught_up and per_topic[dlq] == 3
+    finally:
+        tally.close()
