@@ -8,7 +8,6 @@ under a final name.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -29,18 +28,14 @@ ENHANCED = "enhanced"
 ORIGINALS = "originals"
 AREAS = (UPLOADS, PREVIEWS, THUMBNAILS, ENHANCED, ORIGINALS)
 
-# errnos that mean "the storage is not there right now", worth a retry.
-_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENODEV,
-                     errno.ESTALE, errno.ENOTCONN, errno.EDQUOT, errno.ENOTDIR}
-
-
 def shard(uuid: str) -> str:
+    """Two folder levels from the UUID, so no folder grows to millions of files."""
     return f"{uuid[0:2]}/{uuid[2:4]}"
 
 
 def _wrap_os_error(exc: OSError, what: str) -> Exception:
-    if exc.errno in _TRANSIENT_ERRNOS:
-        return StorageUnavailable(f"{what}: {exc.strerror or exc}")
+    # Any OS error on our own storage (full disk, unmounted or read-only volume, lost NFS
+    # handle, a file where a folder should be) may clear up: retry, then dead-letter.
     return StorageUnavailable(f"{what}: {exc}")
 
 
