@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+
+from imaging import Attempt
 
 from ..events import ImageRecord, IngestRequested
 from ..storage import sha256_file
@@ -22,6 +25,12 @@ def handle(event: IngestRequested, s: Services) -> JobResult:
     dest = st.original_path(event.uuid, event.original_filename)
     start = time.perf_counter()
     note = ""
+    done = _already_ingested(s, event, dest) if src == dest else None
+    if done is not None:
+        # A redelivery after the job finished: publish the very same record again.
+        return JobResult(attempts=[Attempt("storage", "already_stored", 1, True, 0.0)],
+                         outputs=[Output(s.topics.images, event.key, done)],
+                         note="duplicate delivery: original and metadata already stored")
     if src == dest:
         sha = sha256_file(dest)
         note = "original already in permanent storage (redelivery)"
@@ -51,3 +60,14 @@ def handle(event: IngestRequested, s: Services) -> JobResult:
         outputs=[Output(s.topics.images, event.key, payload)],
         note=note,
     )
+
+
+def _already_ingested(s: Services, event: IngestRequested, dest: Path) -> bytes | None:
+    """The stored metadata record, if it describes the original now in place."""
+    path = s.storage.metadata_path(event.uuid)
+    try:
+        payload = path.read_bytes()
+        record = ImageRecord.model_validate_json(payload)
+    except (OSError, ValueError):
+        return None
+    return payload if record.sha256 == sha256_file(dest) else None

@@ -113,3 +113,22 @@ def test_partition_mismatch_is_reported_clearly(settings: Settings) -> None:
         ensure_topics(settings.kafka, topics.specs())
     assert f"topic {wrong!r} has {settings.kafka.partitions + 1} partitions" in str(exc.value)
     assert "INGEST_KAFKA__PARTITIONS" in str(exc.value)
+
+
+def test_confirm_twice_is_idempotent(
+    settings: Settings, topics: Topics, start_worker, tmp_path: Path
+) -> None:
+    worker = start_worker(settings)
+    res = cli(settings, "upload", str(make_jpeg(tmp_path / "a.jpg", (800, 600))))
+    uid = res.output.split()[0]
+    st = LocalStorage(settings.storage.root)
+    assert cli(settings, "confirm", uid).exit_code == 0
+    wait_until(lambda: st.metadata_path(uid).exists(), 60, lambda: worker.output()[-2000:])
+    first = st.metadata_path(uid).read_bytes()
+    assert cli(settings, "confirm", uid).exit_code == 0  # the web app sends it again
+    wait_until(lambda: "duplicate delivery" in worker.output(), 60, lambda: worker.output()[-2000:])
+    assert st.metadata_path(uid).read_bytes() == first
+    originals = [p for p in st.original_dir(uid).iterdir() if p.name.startswith("original")]
+    assert len(originals) == 1
+    records = read_topic(settings, topics.images, expect=2)
+    assert len(records) == 2 and records[0].value() == records[1].value() == first
