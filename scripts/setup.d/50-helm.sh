@@ -16,6 +16,8 @@ mkdir -p "$BIN"
 if [ -x "$BIN/helm" ] && [ -f "$STAMP" ]; then
   exit 0
 fi
+# Go's own installer puts it in /usr/local/go; a non-login shell may not have it on PATH.
+command -v go >/dev/null || [ ! -x /usr/local/go/bin/go ] || export PATH="$PATH:/usr/local/go/bin"
 if ! command -v go >/dev/null; then
   echo "setup: go is missing; install Go >= 1.24 to build helm $HELM_VERSION" >&2
   exit 1
