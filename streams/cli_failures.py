@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
 import click
 
-from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, pass_ctx
+from .clictx import EXIT_FAILED, Ctx, failures, pass_ctx
 from .failed import DeadLetterEntry, DeadLetters, Filter, KafkaUnavailable
+from .producer import PublishError
 
 
 def _since(value: str | None) -> datetime | None:
@@ -31,12 +33,13 @@ def _store(ctx: Ctx) -> DeadLetters:
     return DeadLetters(ctx.settings.kafka, ctx.topics)
 
 
+def _kafka_failures() -> AbstractContextManager[None]:
+    return failures(failed=(), unreachable=(KafkaUnavailable, PublishError))
+
+
 def _load(ctx: Ctx, flt: Filter) -> list[DeadLetterEntry]:
-    try:
+    with _kafka_failures():
         return [e for e in _store(ctx).entries() if flt.match(e)]
-    except KafkaUnavailable as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(EXIT_KAFKA)
 
 
 def _filter_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -101,16 +104,13 @@ def replay(ctx: Ctx, ids: tuple[str, ...], topics: tuple[str, ...], error: str |
     picked = tuple(i for i in ids if i != "all")
     flt = Filter(topics=topics, error=error, since=_since(since), uuid=uuid, ids=picked)
     store = _store(ctx)
-    try:
+    with _kafka_failures():
         entries = [e for e in store.entries(include_resolved=force) if flt.match(e)]
         if picked and not force:
             resolved = store.resolved()
             for i in picked:
                 if i in resolved:
                     click.echo(f"skip {i}: already resolved ({resolved[i].get('how')}); --force to resend")
-    except KafkaUnavailable as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(EXIT_KAFKA)
     poison = [e for e in entries if e.poison and not force]
     for e in poison:
         click.echo(f"skip {e.id}: poison ({e.uuid} failed again after a replay); --force to resend")
@@ -122,12 +122,9 @@ def replay(ctx: Ctx, ids: tuple[str, ...], topics: tuple[str, ...], error: str |
             click.echo(f"would replay {e.id} {e.uuid} -> {e.source_topic}")
         click.echo(f"dry run: {len(entries)} would be replayed, nothing sent")
         return
-    try:
-        with click.progressbar(length=len(entries), label="replaying", file=sys.stderr) as bar:
-            store.replay(entries, rate=rate, progress=lambda _e: bar.update(1))
-    except KafkaUnavailable as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(EXIT_KAFKA)
+    with _kafka_failures(), click.progressbar(length=len(entries), label="replaying",
+                                              file=sys.stderr) as bar:
+        store.replay(entries, rate=rate, progress=lambda _e: bar.update(1))
     click.echo(f"replayed {len(entries)}")
 
 
@@ -187,7 +184,7 @@ def clear(ctx: Ctx, topic: str, yes: bool) -> None:
         raise click.BadParameter(f"{topic!r} is not a declared topic", param_hint="TOPIC")
     store = _store(ctx)
     group = ctx.settings.kafka.group_id
-    try:
+    with failures(failed=(ValueError,), unreachable=(KafkaUnavailable,)):
         pending = store.clear(group, name, apply=False)
         total = sum(pending.values())
         if total == 0:
@@ -196,9 +193,6 @@ def clear(ctx: Ctx, topic: str, yes: bool) -> None:
         if not yes:
             click.confirm(f"skip {total} pending records of {name} for group {group}?", abort=True)
         skipped = store.clear(group, name, apply=True)
-    except (KafkaUnavailable, ValueError) as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(EXIT_KAFKA if isinstance(exc, KafkaUnavailable) else EXIT_FAILED)
     for p, n in sorted(skipped.items()):
         if n:
             click.echo(f"{name}[{p}]: skipped {n}")

@@ -18,14 +18,15 @@ import signal
 import sys
 import threading
 import uuid as uuid_mod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli import EXIT_FAILED, EXIT_KAFKA, Ctx, main, pass_ctx
+from .cli import main
+from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
 from .tracestore.errors import TraceStoreError
 
 FORMATS = ("table", "csv", "json")
@@ -50,18 +51,8 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-@contextmanager
-def _store_failures() -> Iterator[None]:
-    from .producer import PublishError
-
-    try:
-        yield
-    except PublishError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(EXIT_KAFKA)
-    except (TraceStoreError, ConnectionError, OSError) as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(EXIT_FAILED)
+def _store_failures() -> AbstractContextManager[None]:
+    return failures(failed=(TraceStoreError, ConnectionError, OSError))
 
 
 @main.group(cls=_TracesGroup)

@@ -43,14 +43,21 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
 
 
+FAILED: tuple[type[BaseException], ...] = (IngestError, TopicMismatch, ValueError, OSError)
+
+
 @contextmanager
-def failures() -> Iterator[None]:
-    """Turn known failures into one clear line and a meaningful exit code."""
+def failures(
+    failed: tuple[type[BaseException], ...] = FAILED,
+    unreachable: tuple[type[BaseException], ...] = (PublishError,),
+) -> Iterator[None]:
+    """Turn known failures into one clear line and an exit code: ``unreachable`` (Kafka did
+    not answer) exits EXIT_KAFKA, ``failed`` exits EXIT_FAILED."""
     try:
         yield
-    except PublishError as exc:
+    except unreachable as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_KAFKA)
-    except (IngestError, TopicMismatch, ValueError, OSError) as exc:
+    except failed as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_FAILED)
