@@ -74,7 +74,8 @@ def test_corrupt_image_dead_letters_with_full_headers(make_settings, start_worke
 
 
 def test_transient_failure_twice_then_cleared(make_settings, start_worker, tmp_path: Path) -> None:
-    settings, topics, st = _setup(make_settings, tries=6, backoff_base_s=1.5, backoff_max_s=3.0)
+    settings, topics, st = _setup(make_settings, tries=6, backoff_base_s=4.0, backoff_max_s=8.0)
+    # the third attempt waits at least 2 s (a quarter of its 8 s cap): time to repair storage
     ev = stage_upload(st, make_jpeg(tmp_path / "a.jpg", (900, 600)))
     _break_previews(st)
     worker = start_worker(settings)
