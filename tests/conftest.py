@@ -49,8 +49,30 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}-"
 
 
+def _drop_topics(bootstrap: str, prefix: str) -> None:
+    """Delete the topics a test made: a long-lived developer broker would otherwise collect
+    thousands of partitions and take minutes to start."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=10).values():
+            future.result(timeout=15)
+
+
 @pytest.fixture
-def make_settings(bootstrap: str, prefix: str, tmp_path: Path) -> Callable[..., Settings]:
+def test_topics_dropped(bootstrap: str, prefix: str) -> Iterator[None]:
+    """Deletes the test's topics at teardown; fixtures that start processes depend on it, so
+    their processes stop before their topics go."""
+    yield
+    _drop_topics(bootstrap, prefix)
+
+
+@pytest.fixture
+def make_settings(
+    bootstrap: str, prefix: str, tmp_path: Path, test_topics_dropped: None
+) -> Callable[..., Settings]:
     """Settings for this test: own topic prefix, group and storage root; overrides by group."""
 
     def make(**groups: dict[str, Any]) -> Settings:
@@ -149,7 +171,7 @@ def _process_factory(tmp_path: Path, name: str, command: list[str]) -> tuple[
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(tmp_path: Path, test_topics_dropped: None) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``prophoto-ingest worker -v`` as a real subprocess; stopped at teardown."""
     start, started = _process_factory(tmp_path, "worker", ["worker", "-v"])
     yield start
@@ -171,7 +193,7 @@ def wait_until(
 
 
 @pytest.fixture
-def start_sink(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_sink(tmp_path: Path, test_topics_dropped: None) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``prophoto-ingest traces sink`` as a real subprocess; stopped at teardown."""
     start, started = _process_factory(tmp_path, "sink", ["traces", "sink"])
     yield start
