@@ -29,7 +29,7 @@ from . import formats  # noqa: F401 - registers the HEIC/HEIF opener
 from .errors import ImagingError, UnsupportedFormat
 from .exiftool import Exiftool, ExiftoolFailed
 from .metadata import METADATA_ARGS, from_exiftool, from_pillow
-from .probe import Embedded, Probe, is_raw, probe
+from .probe import QUICK_PROBE_MIN_EDGE, Embedded, Probe, is_raw, probe, quick_probe
 from .render import Box, Carry, check_file, classified, decode, encode, open_image, scale_for, thumbnail
 from .types import (
     Attempt,
@@ -175,7 +175,8 @@ class Imager:
         cand: _Candidate | None = None
         # 1: the camera's own preview
         try:
-            info = probe(self.exiftool, path)
+            quick = quick_probe(path) if box[1] >= QUICK_PROBE_MIN_EDGE else None
+            info = quick or probe(self.exiftool, path)
             cand = self._embedded(path, info)
             made = self._from_candidate(path, info, cand, box, quality, encode_output, require=True)
             attempts.append(self._ok(trace, "embedded_preview", 1, start, made, cand.tag))
@@ -270,7 +271,7 @@ class Imager:
                 )
         name = f"{path.name}:{cand.tag}"
         if cand.data is None:
-            cand.data = self.exiftool.binary(cand.tag, path)
+            cand.data = _mpf_bytes(path, cand.tag) or self.exiftool.binary(cand.tag, path)
             _jpeg_size(path, cand.tag, cand.data)
         im = open_image(io.BytesIO(cand.data), self.config, name)
         own = im.getexif().get(0x0112)
@@ -328,6 +329,30 @@ def _mpf_size(path: Path, tag: str) -> tuple[int, int] | None:
         if exc.retriable:
             raise
         return None
+
+
+def _mpf_bytes(path: Path, tag: str) -> bytes | None:
+    """An MPF image's bytes, read at the offset the MP index gives; None when Pillow cannot
+    tell (exiftool then extracts it)."""
+    m = _MPF_TAG.fullmatch(tag)
+    if m is None:
+        return None
+    try:
+        with classified(path.name), Image.open(path) as im:
+            frame = int(m.group(1)) - 1
+            entries = getattr(im, "mpinfo", {}).get(0xB002, [])
+            if im.format != "MPO" or not 0 < frame < len(entries):
+                return None
+            im.seek(frame)  # Pillow resolves the index's offset (relative to the MPF header)
+            start, size = im.tile[0].offset, int(entries[frame]["Size"])
+        with classified(path.name), path.open("rb") as f:
+            f.seek(start)
+            data = f.read(size)
+    except ImagingError as exc:
+        if exc.retriable:
+            raise
+        return None
+    return data if data[:3] == b"\xff\xd8\xff" and len(data) == size else None
 
 
 def _short(emb: Embedded) -> str:

@@ -89,6 +89,36 @@ def test_raw_with_large_preview_succeeds_at_once_and_upright(imager: Imager, tmp
     check_quadrants(r.preview.data)
 
 
+def test_jpeg_for_a_large_target_is_probed_without_exiftool(tmp_path: Path) -> None:
+    """At preview size a JPEG's own header (EXIF, MPF index) says all exiftool would: no
+    round trip, and an MPF preview is read at the offset the index gives."""
+    from imaging.pipeline import _mpf_bytes
+
+    upright = quadrants((2400, 1600))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    big = samples.camera_jpeg(tmp_path / "big.jpg", image=stored, orientation=6, preview=(1600, 2400))
+    small = samples.camera_jpeg(tmp_path / "small.jpg", image=stored, orientation=6, preview=(800, 1200))
+    with Imager(ImagingConfig()) as im:
+        assert _mpf_bytes(big, "MPF:MPImage2") == im.exiftool.binary("MPF:MPImage2", big)
+        calls: list[str] = []
+        json, binary = im.exiftool.json, im.exiftool.binary
+        im.exiftool.json = lambda *a, **k: calls.append("json") or json(*a, **k)  # type: ignore[method-assign]
+        im.exiftool.binary = lambda *a, **k: calls.append("binary") or binary(*a, **k)  # type: ignore[method-assign]
+        r = im.preview(big)
+        assert (r.attempts[0].method_tried, r.attempts[0].success) == ("embedded_preview", True)
+        assert r.from_embedded and (r.preview.width, r.preview.height) == (2048, 1365)
+        check_quadrants(r.preview.data)
+        r = im.preview(small)
+        assert (r.attempts[0].success, r.attempts[1].method_tried, r.attempts[1].success) == (
+            False, "pillow_decode", True)
+        reason = r.attempts[0].failure_reason or ""
+        assert "MPImage2 800x1200 is smaller than the target 1365x2048" in reason
+        check_quadrants(r.preview.data)
+        assert calls == []
+        im.thumbnail(big)  # a 400 px target: a maker-note preview could serve, so exiftool looks
+        assert "json" in calls
+
+
 def test_raw_without_embedded_jpeg_is_unsupported(imager: Imager, tmp_path: Path) -> None:
     from imaging import UnsupportedFormat
 
