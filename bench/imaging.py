@@ -4,7 +4,8 @@
 
 Inputs are generated: a 6000x4000 camera-like JPEG (~8-9 MB, orientation 6, an MPF preview of
 1920x1280, smaller than the 2048 target, so the project decodes the file itself) and a RAW-like
-NEF with a 3000x2000 embedded JPEG. ``--input scene`` (the default) is a photo-like scene
+NEF with a 3000x2000 embedded JPEG and, as cameras carry beside it, a 640x427 one (the first
+thumbnail comes from that). ``--input scene`` (the default) is a photo-like scene
 (edges, texture at every scale, sensor noise) at quality 92; ``--input noise`` is the older,
 harder input: gradients half drowned in per-pixel noise at quality 85, the same size on disk.
 The baseline is what a first version would do: full decode, rotate at full size per the
@@ -82,10 +83,11 @@ def main() -> None:
         else:
             jpg = samples.camera_jpeg(d / "camera.jpg", orientation=6, quality=85)
         small = samples.scene((3000, 2000)) if args.input == "scene" else samples.photo((3000, 2000))
-        raw = samples.raw_like(d / "camera.nef", small, orientation=6)
+        raw = samples.raw_like(d / "camera.nef", small, orientation=6,
+                               small=small.resize((640, 427), Image.Resampling.LANCZOS))
         print(f"inputs: {jpg.name} {jpg.stat().st_size / 1e6:.1f} MB 6000x4000 "
               f"(MPF preview 1920x1280, {args.input}), "
-              f"{raw.name} {raw.stat().st_size / 1e6:.1f} MB (JpgFromRaw 3000x2000)")
+              f"{raw.name} {raw.stat().st_size / 1e6:.1f} MB (JpgFromRaw 3000x2000, OtherImage 640x427)")
         print(f"Pillow {Image.__version__}, rounds {args.rounds}, one thread (= one core)")
         with Imager(ImagingConfig()) as imager:
             decode_only = timed(lambda: Image.open(jpg).load(), args.rounds)

@@ -177,7 +177,7 @@ class Imager:
         try:
             quick = quick_probe(path) if box[1] >= QUICK_PROBE_MIN_EDGE else None
             info = quick or probe(self.exiftool, path)
-            cand = self._embedded(path, info)
+            cand = self._embedded(path, info, box)
             made = self._from_candidate(path, info, cand, box, quality, encode_output, require=True)
             attempts.append(self._ok(trace, "embedded_preview", 1, start, made, cand.tag))
             return made
@@ -225,21 +225,36 @@ class Imager:
         size = len(r.data) if r.data else None
         return Attempt(trace, method, order, True, _ms(start), note, size, r.width, r.height)
 
-    def _embedded(self, path: Path, info: Probe) -> _Candidate:
+    def _embedded(self, path: Path, info: Probe, box: Box) -> _Candidate:
+        """The smallest embedded JPEG that covers the target, else the largest one there is.
+        A RAW's thumbnail then comes from its ~640 px preview, not its full-size JpgFromRaw
+        (a tenth of the decode). Pixel sizes come from headers; byte counts only order the
+        tries, those too small to plausibly cover the target last, so none is pulled out of
+        the file in vain on the common path."""
         if not info.embedded:
             raise UnsupportedFormat(f"{path.name}: no embedded preview")
+        floor = _PLAUSIBLE_BYTES_PER_PIXEL * box[1] * box[1]
         problems: list[str] = []
-        for emb in info.embedded:
+        largest: _Candidate | None = None
+        for emb in sorted(info.embedded, key=lambda e: (e.size_bytes < floor, e.size_bytes)):
             try:
                 size = _mpf_size(path, emb.tag)
                 if size is not None:
-                    return _Candidate(emb.tag, None, size)
-                data = self.exiftool.binary(emb.tag, path)
-                return _Candidate(emb.tag, data, _jpeg_size(path, emb.tag, data))
+                    cand = _Candidate(emb.tag, None, size)
+                else:
+                    data = self.exiftool.binary(emb.tag, path)
+                    cand = _Candidate(emb.tag, data, _jpeg_size(path, emb.tag, data))
             except (ExiftoolFailed, UnsupportedFormat, ImagingError) as exc:
                 if isinstance(exc, ImagingError) and exc.retriable:
                     raise
                 problems.append(f"{_short(emb)}: {exc}")
+                continue
+            if _covers(cand.size, info, box):
+                return cand
+            if largest is None or cand.size[0] * cand.size[1] > largest.size[0] * largest.size[1]:
+                largest = cand
+        if largest is not None:
+            return largest
         raise UnsupportedFormat(f"{path.name}: no usable embedded preview ({'; '.join(problems)})")
 
     def _from_candidate(
@@ -247,15 +262,8 @@ class Imager:
         require: bool,
     ) -> _Made:
         w, h = cand.size
-        pick = max if box[0] == "fit" else min
-        if info.is_raw or not (info.width and info.height):
-            # a RAW's sensor is larger than any target; exiftool's ImageWidth there is a thumbnail's
-            need_long, need = box[1], scale_for((w, h), box)
-        else:
-            need = scale_for((info.width, info.height), box)
-            need_long = pick(need)
-        have_long = pick(w, h)
-        undersized = have_long < need_long
+        need = _need(cand.size, info, box)
+        undersized = not _covers(cand.size, info, box)
         if require and undersized:
             raise UnsupportedFormat(
                 f"embedded {cand.tag.rpartition(':')[2]} {w}x{h} is smaller than the target "
@@ -302,6 +310,25 @@ class Imager:
 
     def _deadline(self) -> float:
         return time.monotonic() + self.config.decode_timeout_s
+
+
+# A JPEG that covers n x n pixels is rarely under 0.02 bytes a pixel (a flat grey one is
+# about that); smaller embedded images are tried last.
+_PLAUSIBLE_BYTES_PER_PIXEL = 0.02
+
+
+def _need(size: tuple[int, int], info: Probe, box: Box) -> tuple[int, int]:
+    """The pixel size the target asks of an embedded image of ``size``."""
+    if info.is_raw or not (info.width and info.height):
+        # a RAW's sensor is larger than any target; exiftool's ImageWidth there is a thumbnail's
+        return scale_for(size, box)
+    return scale_for((info.width, info.height), box)
+
+
+def _covers(size: tuple[int, int], info: Probe, box: Box) -> bool:
+    pick = max if box[0] == "fit" else min
+    need_long = box[1] if info.is_raw or not (info.width and info.height) else pick(_need(size, info, box))
+    return pick(size) >= need_long
 
 
 def _jpeg_size(path: Path, tag: str, data: bytes) -> tuple[int, int]:

@@ -158,15 +158,24 @@ def camera_jpeg(
 
 def raw_like(
     path: Path, preview: Image.Image, *, orientation: int = 1, make: str = "NIKON CORPORATION",
-    model: str = "NIKON D850", quality: int = 90,
+    model: str = "NIKON D850", quality: int = 90, small: Image.Image | None = None,
 ) -> Path:
+    """A TIFF-based RAW stand-in: a 160x120 raster in IFD0 and ``preview`` as the SubIFD's
+    JPEG (exiftool: JpgFromRaw). ``small``, if given, is a second, smaller JPEG in IFD0
+    (exiftool: OtherImage), as cameras carry a ~640 px preview beside the full-size one."""
     buf = io.BytesIO()
     preview.save(buf, "JPEG", quality=quality)
-    path.write_bytes(_tiff_with_jpeg(buf.getvalue(), make.encode(), model.encode(), orientation))
+    small_jpeg = b""
+    if small is not None:
+        sbuf = io.BytesIO()
+        small.save(sbuf, "JPEG", quality=quality)
+        small_jpeg = sbuf.getvalue()
+    path.write_bytes(_tiff_with_jpeg(buf.getvalue(), make.encode(), model.encode(), orientation,
+                                     small_jpeg))
     return path
 
 
-def _tiff_with_jpeg(jpeg: bytes, make: bytes, model: bytes, orientation: int) -> bytes:
+def _tiff_with_jpeg(jpeg: bytes, make: bytes, model: bytes, orientation: int, small: bytes = b"") -> bytes:
     w, h = 160, 120
     raster = Image.new("RGB", (w, h), (90, 90, 90)).tobytes()
 
@@ -188,13 +197,16 @@ def _tiff_with_jpeg(jpeg: bytes, make: bytes, model: bytes, orientation: int) ->
         return head + long(0) + extra
 
     def build(sub_at: int, raster_at: int, jpeg_at: int) -> tuple[bytes, bytes]:
-        ifd0 = ifd([
+        entries = [
             (254, 4, 1, long(1)), (256, 3, 1, short(w)), (257, 3, 1, short(h)),
             (258, 3, 3, short(8) * 3), (259, 3, 1, short(1)), (262, 3, 1, short(2)),
             (271, 2, len(make) + 1, make + b"\0"), (272, 2, len(model) + 1, model + b"\0"),
             (273, 4, 1, long(raster_at)), (274, 3, 1, short(orientation)), (277, 3, 1, short(3)),
             (278, 3, 1, short(h)), (279, 4, 1, long(len(raster))), (330, 4, 1, long(sub_at)),
-        ], 8)
+        ]
+        if small:
+            entries += [(513, 4, 1, long(jpeg_at + len(jpeg))), (514, 4, 1, long(len(small)))]
+        ifd0 = ifd(entries, 8)
         sub = ifd([(254, 4, 1, long(0)), (259, 3, 1, short(6)), (513, 4, 1, long(jpeg_at)),
                    (514, 4, 1, long(len(jpeg)))], 8 + len(ifd0))
         return ifd0, sub
@@ -203,4 +215,4 @@ def _tiff_with_jpeg(jpeg: bytes, make: bytes, model: bytes, orientation: int) ->
     sub_at = 8 + len(ifd0)
     raster_at = sub_at + len(sub)
     ifd0, sub = build(sub_at, raster_at, raster_at + len(raster))
-    return b"II*\0" + long(8) + ifd0 + sub + raster + jpeg
+    return b"II*\0" + long(8) + ifd0 + sub + raster + jpeg + small

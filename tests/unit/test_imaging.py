@@ -119,6 +119,27 @@ def test_jpeg_for_a_large_target_is_probed_without_exiftool(tmp_path: Path) -> N
         assert "json" in calls
 
 
+def test_smallest_embedded_preview_that_covers_the_target_is_used(tmp_path: Path) -> None:
+    # a RAW with a full-size JPEG and a small one: the thumbnail needs only the small one,
+    # the preview needs the large one; each is pulled out of the file once
+    stored = quadrants((1200, 800)).transpose(Image.Transpose.ROTATE_90)
+    raw = samples.raw_like(tmp_path / "x.nef", stored, orientation=6,
+                           small=Image.new("RGB", (80, 120), (20, 160, 40)))
+    with Imager(CFG) as im:
+        pulled: list[str] = []
+        binary = im.exiftool.binary
+        im.exiftool.binary = lambda tag, p: pulled.append(tag) or binary(tag, p)  # type: ignore[method-assign]
+        t = im.thumbnail(raw)
+        assert t.from_embedded and pulled == ["EXIF:OtherImage"]
+        assert (t.thumbnail.width, t.thumbnail.height) == (64, 64)
+        assert close(px(t.thumbnail.data, (32, 32)), (20, 160, 40), 10)
+        pulled.clear()
+        r = im.preview(raw)
+        assert r.attempts[0].success and not r.undersized and "EXIF:JpgFromRaw" in pulled
+        assert (r.preview.width, r.preview.height) == (256, 171)
+        check_quadrants(r.preview.data)
+
+
 def test_raw_without_embedded_jpeg_is_unsupported(imager: Imager, tmp_path: Path) -> None:
     from imaging import UnsupportedFormat
 
