@@ -338,29 +338,10 @@ def _jpeg_size(path: Path, tag: str, data: bytes) -> tuple[int, int]:
         return im.size
 
 
-def _mpf_size(path: Path, tag: str) -> tuple[int, int] | None:
-    """An MPF image's size from its own header, through Pillow's MP index: a camera's preview
-    that turns out too small is then never copied out through exiftool (~1 MB, a few ms).
-    None when Pillow cannot tell; exiftool then decides."""
-    m = _MPF_TAG.fullmatch(tag)
-    if m is None:
-        return None
-    try:
-        with classified(path.name), Image.open(path) as im:
-            frame = int(m.group(1)) - 1
-            if im.format != "MPO" or not 0 < frame < getattr(im, "n_frames", 1):
-                return None
-            im.seek(frame)
-            return im.size
-    except ImagingError as exc:
-        if exc.retriable:
-            raise
-        return None
-
-
-def _mpf_bytes(path: Path, tag: str) -> bytes | None:
-    """An MPF image's bytes, read at the offset the MP index gives; None when Pillow cannot
-    tell (exiftool then extracts it)."""
+def _mpf_frame(path: Path, tag: str) -> tuple[tuple[int, int], int, int] | None:
+    """An MPF image's pixel size, offset and byte count, through Pillow's MP index: a camera's
+    preview that turns out too small is never copied out (~1 MB), one that serves is read
+    without exiftool. None when Pillow cannot tell; exiftool then decides."""
     m = _MPF_TAG.fullmatch(tag)
     if m is None:
         return None
@@ -368,10 +349,27 @@ def _mpf_bytes(path: Path, tag: str) -> bytes | None:
         with classified(path.name), Image.open(path) as im:
             frame = int(m.group(1)) - 1
             entries = getattr(im, "mpinfo", {}).get(0xB002, [])
-            if im.format != "MPO" or not 0 < frame < len(entries):
+            if im.format != "MPO" or not 0 < frame < min(len(entries), getattr(im, "n_frames", 1)):
                 return None
             im.seek(frame)  # Pillow resolves the index's offset (relative to the MPF header)
-            start, size = im.tile[0].offset, int(entries[frame]["Size"])
+            return im.size, im.tile[0].offset, int(entries[frame]["Size"])
+    except ImagingError as exc:
+        if exc.retriable:
+            raise
+        return None
+
+
+def _mpf_size(path: Path, tag: str) -> tuple[int, int] | None:
+    frame = _mpf_frame(path, tag)
+    return frame[0] if frame else None
+
+
+def _mpf_bytes(path: Path, tag: str) -> bytes | None:
+    frame = _mpf_frame(path, tag)
+    if frame is None:
+        return None
+    _, start, size = frame
+    try:
         with classified(path.name), path.open("rb") as f:
             f.seek(start)
             data = f.read(size)
