@@ -24,6 +24,7 @@ from imaging import (
     UnsupportedFormat,
     samples,
 )
+from imaging.probe import QUICK_PROBE_MIN_EDGE
 
 CFG = ImagingConfig(preview_long_edge=128, thumbnail_size=32, decode_timeout_s=30)
 
@@ -119,7 +120,16 @@ def test_not_an_image_metadata(imager: Imager, tmp_path: Path) -> None:
     assert [a.method_tried for a in err.value.attempts] == ["exiftool", "pillow_exif"]
 
 
-SEEDS = {"jpeg": jpeg_bytes((96, 64)), "png": b"", "gif": b"", "tiff": b"", "webp": b""}
+def mpo_bytes() -> bytes:
+    buf = io.BytesIO()
+    im = samples.photo((96, 64))
+    im.save(buf, "MPO", save_all=True, append_images=[im.resize((48, 32))],
+            exif=samples.camera_exif(6).tobytes())
+    return buf.getvalue()
+
+
+SEEDS = {"jpeg": jpeg_bytes((96, 64)), "mpo": mpo_bytes(), "png": b"", "gif": b"", "tiff": b"",
+         "webp": b""}
 for _fmt in ("png", "gif", "tiff", "webp"):
     _b = io.BytesIO()
     Image.new("RGBA" if _fmt != "gif" else "P", (48, 32), 120).save(_b, _fmt.upper())
@@ -157,6 +167,12 @@ def test_mutated_bytes_never_escape_unclassified(imager: Imager, tmp_path: Path,
         assert str(exc) and exc.attempts
     else:
         assert r.preview.data[:2] == b"\xff\xd8" and r.thumbnail.width <= 32
+    try:  # a preview-sized target: a JPEG's header is read by Pillow alone (quick_probe)
+        e = imager.enhance(path, long_edge=QUICK_PROBE_MIN_EDGE)
+    except ImagingError as exc:
+        assert str(exc) and exc.attempts
+    else:
+        assert e.image.data[:2] == b"\xff\xd8"
     try:
         imager.metadata(path)
     except ImagingError as exc:
