@@ -14,10 +14,10 @@ as the project encodes them (progressive, quality 85). Prints images/s for both 
 ``ratio: N.NN`` (project / baseline).
 
 Pillow-SIMD, optional and never in the project's venv (it installs over Pillow's ``PIL``):
-``CC="cc -mavx2" pip install --no-binary :all: pillow-simd`` into a separate venv with
-pyexiftool, pydantic and pillow-heif (``--no-deps``), needing libjpeg62-turbo-dev, zlib1g-dev and
-liblcms2-dev; then run this script with that venv's python. Its resize is SIMD, which helps the
-baseline's full-size Lanczos far more than the project's small steps.
+``scripts/pillow-simd`` builds it from source into ``.venv-simd``; run this script with
+``.venv-simd/bin/python`` for its figure. Its resize is SIMD, which helps the baseline's
+full-size Lanczos far more than the project's small steps, and the RAW and enhance paths
+(larger resamples) more than the JPEG preview (decode and encode are libjpeg-turbo's either way).
 """
 
 from __future__ import annotations
