@@ -250,7 +250,10 @@ class Imager:
                 problems.append(f"{_short(emb)}: {exc}")
                 continue
             if _covers(cand.size, info, box):
-                return cand
+                odd = _odd_shape(path, info, cand)
+                if odd is None:
+                    return cand
+                problems.append(f"{_short(emb)}: {odd}")  # a bigger one may be the photo
             if largest is None or cand.size[0] * cand.size[1] > largest.size[0] * largest.size[1]:
                 largest = cand
         if largest is not None:
@@ -315,6 +318,7 @@ class Imager:
 # A JPEG that covers n x n pixels is rarely under 0.02 bytes a pixel (a flat grey one is
 # about that); smaller embedded images are tried last.
 _PLAUSIBLE_BYTES_PER_PIXEL = 0.02
+_BAND_MAX = 24  # brightest pixel value still counted as a black band
 
 
 def _need(size: tuple[int, int], info: Probe, box: Box) -> tuple[int, int]:
@@ -329,6 +333,37 @@ def _covers(size: tuple[int, int], info: Probe, box: Box) -> bool:
     pick = max if box[0] == "fit" else min
     need_long = box[1] if info.is_raw or not (info.width and info.height) else pick(_need(size, info, box))
     return pick(size) >= need_long
+
+
+def _odd_shape(path: Path, info: Probe, cand: _Candidate) -> str | None:
+    """Why ``cand`` is not the photo itself, or None. A letterboxed or cropped preview must not
+    win over a bigger one that is the photo."""
+    w, h = cand.size
+    if not info.is_raw and info.width and info.height:
+        if _other_shape(cand.size, (info.width, info.height)):
+            return f"{w}x{h} has another shape than the image {info.width}x{info.height}"
+    elif cand.data is not None and _letterboxed(f"{path.name}:{cand.tag}", cand.data):
+        # a RAW's size is unknown here; some put a 3:2 photo in a 640x480 preview
+        return f"{w}x{h} has black bands at two opposite edges (letterboxed)"
+    return None
+
+
+def _letterboxed(name: str, data: bytes) -> bool:
+    """Near-black bands along both top and bottom, or both sides. A dark photo may pass for
+    one: the cost is only that a bigger preview is used."""
+    with classified(name), Image.open(io.BytesIO(data)) as im:
+        im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
+        g = im.convert("L")
+    w, h = g.size
+    bh, bw = max(1, h // 25), max(1, w // 25)
+
+    def dark(box: tuple[int, int, int, int]) -> bool:
+        brightest = g.crop(box).getextrema()[1]  # one band: (min, max) of ints
+        return isinstance(brightest, (int, float)) and brightest <= _BAND_MAX
+
+    return (dark((0, 0, w, bh)) and dark((0, h - bh, w, h))) or (
+        dark((0, 0, bw, h)) and dark((w - bw, 0, w, h))
+    )
 
 
 def _jpeg_size(path: Path, tag: str, data: bytes) -> tuple[int, int]:

@@ -140,6 +140,24 @@ def test_smallest_embedded_preview_that_covers_the_target_is_used(tmp_path: Path
         check_quadrants(r.preview.data)
 
 
+def test_letterboxed_small_preview_gives_way_to_the_photo(tmp_path: Path) -> None:
+    # a small preview with black side bands covers the thumbnail, but a center crop of it
+    # would show the bands: the full-size JPEG serves instead
+    stored = quadrants((1200, 800)).transpose(Image.Transpose.ROTATE_90)
+    boxed = Image.new("RGB", (120, 120), (0, 0, 0))
+    boxed.paste(Image.new("RGB", (80, 120), (20, 160, 40)), (20, 0))
+    raw = samples.raw_like(tmp_path / "x.nef", stored, orientation=6, small=boxed)
+    with Imager(CFG) as im:
+        pulled: list[str] = []
+        binary = im.exiftool.binary
+        im.exiftool.binary = lambda tag, p: pulled.append(tag) or binary(tag, p)  # type: ignore[method-assign]
+        t = im.thumbnail(raw)
+    assert t.from_embedded and pulled == ["EXIF:OtherImage", "EXIF:JpgFromRaw"]
+    corners = [px(t.thumbnail.data, xy) for xy in ((8, 8), (56, 8), (8, 56), (56, 56))]
+    assert not any(close(c, (20, 160, 40), 30) for c in corners)
+    assert len({c for c in corners}) == 4  # the four quadrants of the photo, not one flat green
+
+
 def test_raw_without_embedded_jpeg_is_unsupported(imager: Imager, tmp_path: Path) -> None:
     from imaging import UnsupportedFormat
 
@@ -339,6 +357,27 @@ def test_gps_and_private_exif_stripped_copyright_kept(tmp_path: Path) -> None:
                 assert exif.get(0x8298) == "(c) Jane Doe"
                 assert not exif.get_ifd(0x8769), "camera serial and settings must not leak"
                 assert bool(exif.get_ifd(0x8825)) is not strip
+
+
+def test_gps_below_sea_level_keeps_its_sign(imager: Imager, tmp_path: Path) -> None:
+    # GPSAltitudeRef 1 (below sea level): kept previews, Pillow's and exiftool's metadata agree
+    from imaging.metadata import from_pillow
+    from imaging.render import Carry
+
+    path = tmp_path / "dead-sea.jpg"
+    exif = Image.Exif()
+    exif.load(b"Exif\0\0" + Carry(gps=(31.5, 35.5, -430.5)).exif_bytes(keep_gps=True))
+    Image.new("RGB", (600, 400), (90, 120, 150)).save(path, quality=90, exif=exif.tobytes())
+    with Image.open(path) as im:
+        assert Carry.from_exif(im.getexif()).gps == pytest.approx((31.5, 35.5, -430.5), abs=1e-3)
+        pillow = from_pillow(im)
+    told = imager.metadata(path).metadata
+    assert pillow.gps is not None and told.gps is not None
+    assert pillow.gps.altitude_m == pytest.approx(-430.5) and told.gps.altitude_m == pytest.approx(-430.5)
+    with Imager(ImagingConfig(preview_long_edge=256, strip_gps=False)) as im2:
+        kept = im2.preview(path).preview.data
+    with Image.open(io.BytesIO(kept)) as out:
+        assert Carry.from_exif(out.getexif()).gps == pytest.approx((31.5, 35.5, -430.5), abs=1e-3)
 
 
 # -- metadata --------------------------------------------------------------------------------
