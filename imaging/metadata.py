@@ -93,6 +93,14 @@ def _get(row: dict[str, Any], *names: str) -> Any:
     return None
 
 
+def gps_altitude(gps_ifd: Any) -> float | None:
+    """GPSAltitude in metres, negative below sea level (GPSAltitudeRef 1, a byte or an int)."""
+    alt = _num(gps_ifd.get(6))
+    if alt is None:
+        return None
+    return -abs(alt) if gps_ifd.get(5) in (1, b"\x01") else alt
+
+
 def _num(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -188,7 +196,7 @@ def from_pillow(im: Image.Image) -> ImageMetadata:
         exposure_time_s=_num(sub.get(0x829A)),
         f_number=_num(sub.get(0x829D)),
         focal_length_mm=_num(sub.get(0x920A)),
-        gps=GPS(latitude=lat, longitude=lon, altitude_m=_num(gps_ifd.get(6)))
+        gps=GPS(latitude=lat, longitude=lon, altitude_m=gps_altitude(gps_ifd))
         if lat is not None and lon is not None else None,
         color_space=_COLOR_SPACES.get(cs_num) if cs_num is not None else None,
     )

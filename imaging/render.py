@@ -33,6 +33,7 @@ from .errors import (
     StorageUnavailable,
     UnsupportedFormat,
 )
+from .metadata import gps_altitude
 from .types import ImagingConfig, Rendition
 
 # What Pillow's plugins raise on hostile bytes; anything else is a bug of ours and propagates.
@@ -224,8 +225,7 @@ class Carry:
         try:
             lat = _dms(gps_ifd[2]) * (-1 if gps_ifd.get(1) == "S" else 1)
             lon = _dms(gps_ifd[4]) * (-1 if gps_ifd.get(3) == "W" else 1)
-            alt = float(gps_ifd[6]) if 6 in gps_ifd else None
-            gps = (lat, lon, alt)
+            gps = (lat, lon, gps_altitude(gps_ifd))
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
             pass
         copyright_, artist = (_text(exif.get(t)) for t in (0x8298, 0x013B))
