@@ -119,6 +119,9 @@ def quick_probe(path: Path) -> Probe | None:
     """A JPEG's probe from Pillow alone: no exiftool round trip (~5 ms, and the exiftool lock
     the worker's threads share). None when Pillow does not see a JPEG: exiftool decides."""
     try:
+        with path.open("rb") as f:
+            if f.read(3) != b"\xff\xd8\xff":  # not a JPEG: spare Pillow's try of every opener
+                return None
         with Image.open(path) as im:
             if im.format not in ("JPEG", "MPO"):
                 return None
