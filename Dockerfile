@@ -7,6 +7,10 @@ ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The preview encoder (imaging/_jpegenc.c) compiles against Debian's libjpeg-turbo.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libjpeg62-turbo-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, so a code change does not reinstall them.
@@ -18,14 +22,17 @@ RUN mkdir -p streams imaging status \
 COPY streams ./streams
 COPY imaging ./imaging
 COPY status ./status
+# The encoder extension is optional to pip; the image must not ship without it.
 RUN /opt/venv/bin/pip install --no-deps . \
+    && /opt/venv/bin/python -c "import imaging._jpegenc" \
     && /opt/venv/bin/prophoto-ingest --help >/dev/null
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 # exiftool reads and strips metadata (pyexiftool drives it); tini reaps exiftool children
-# and forwards SIGTERM so in-flight jobs get their grace period.
+# and forwards SIGTERM so in-flight jobs get their grace period; libjpeg62-turbo is what the
+# encoder extension links.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libimage-exiftool-perl tini \
+    && apt-get install -y --no-install-recommends libimage-exiftool-perl tini libjpeg62-turbo \
     && rm -rf /var/lib/apt/lists/*
 # Fixed uid/gid: the Helm chart's runAsUser and fsGroup use the same numbers.
 RUN groupadd --system --gid 10001 ingest \

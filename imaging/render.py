@@ -36,6 +36,13 @@ from .errors import (
 from .metadata import gps_altitude
 from .types import ImagingConfig, Rendition
 
+try:  # the C encoder (pyproject's ext-modules); optional, so a build without a compiler works
+    from . import _jpegenc
+except ImportError:
+    _jpegenc = None  # type: ignore[assignment]
+
+FAST_ENCODER = _jpegenc is not None
+
 # What Pillow's plugins raise on hostile bytes; anything else is a bug of ours and propagates.
 _DECODE_ERRORS = (
     OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
@@ -270,6 +277,13 @@ def _to_dms(x: float) -> tuple[IFDRational, IFDRational, IFDRational]:
 
 
 def encode(im: Image.Image, quality: int, exif: bytes = b"") -> Rendition:
+    """A progressive sRGB JPEG. RGB and L go through the project's encoder when it is built
+    (a 5-scan script: a third less time than Pillow's 10 scans, same pixels); anything else,
+    or no build, through Pillow's."""
+    if _jpegenc is not None and im.mode in ("RGB", "L"):
+        data = _jpegenc.encode(im.tobytes(), im.width, im.height, 3 if im.mode == "RGB" else 1,
+                               quality, icc=SRGB_ICC, exif=exif)
+        return Rendition(data, im.width, im.height)
     buf = io.BytesIO()
     kwargs: dict[str, object] = {"exif": exif} if exif else {}
     im.save(buf, "JPEG", quality=quality, progressive=True, icc_profile=SRGB_ICC, **kwargs)

@@ -76,11 +76,33 @@ def test_package_data_covers_every_data_file() -> None:
         for f in base.rglob("*"):
             if f.is_dir() or f.suffix in (".py", ".pyc", ".md") or "__pycache__" in f.parts:
                 continue
+            if f.suffix == ".so":  # what ext-modules builds in place for an editable install
+                continue
+            if f.suffix == ".c":  # compiled, not shipped: an ext-module must name it
+                assert f.relative_to(ROOT).as_posix() in ext_sources(), f"{f}: in no ext-module"
+                continue
             rel = f.relative_to(base).as_posix()
             globs = declared.get(package, [])
             if not any(fnmatch.fnmatch(rel, g) for g in globs):
                 missing.append(f"{package}/{rel}")
     assert missing == [], f"add to [tool.setuptools.package-data]: {missing}"
+
+
+def ext_sources() -> set[str]:
+    return {src for ext in PYPROJECT["tool"]["setuptools"].get("ext-modules", [])
+            for src in ext["sources"]}
+
+
+def test_the_encoder_extension_is_built_and_linked_in_the_image() -> None:
+    # pip treats the extension as optional; the image must not silently ship without it
+    build = re.split(r"^FROM ", DOCKERFILE, flags=re.M)[1]
+    build_runs = " ".join(instructions(build, "RUN"))
+    assert "libjpeg62-turbo-dev" in build_runs and "gcc" in build_runs
+    assert 'python -c "import imaging._jpegenc"' in build_runs
+    assert "imaging/_jpegenc.c" in ext_sources()
+    runtime = " ".join(instructions(runtime_stage(), "RUN"))
+    assert re.search(r"\blibjpeg62-turbo\b(?!-dev)", runtime)
+    assert "**/*.so" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
 def test_package_data_check_sees_a_missing_glob(tmp_path: Path) -> None:

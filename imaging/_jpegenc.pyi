@@ -1,0 +1,4 @@
+def encode(
+    pixels: bytes, width: int, height: int, components: int, quality: int,
+    icc: bytes = b"", exif: bytes = b"",
+) -> bytes: ...

@@ -1,0 +1,118 @@
+"""The project's progressive JPEG encoder (imaging/_jpegenc.c): the same pixels as Pillow's
+progressive encoder at the same quality, a valid progressive file with our short scan script,
+the sRGB profile and EXIF carried, bad arguments refused, and the Pillow fallback."""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+
+import pytest
+from PIL import Image, ImageChops
+
+from imaging import render, samples
+from imaging.color import SRGB_ICC
+from imaging.render import Carry, encode
+
+
+@pytest.fixture
+def jpegenc() -> ModuleType:
+    if render._jpegenc is None:
+        if os.environ.get("CI"):
+            pytest.fail("imaging._jpegenc is not built (needs libjpeg62-turbo-dev and a C compiler)")
+        pytest.skip("imaging._jpegenc is not built here")
+    return render._jpegenc
+
+
+def pillow_progressive(im: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality, progressive=True, icc_profile=SRGB_ICC)
+    return buf.getvalue()
+
+
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return im.copy()
+
+
+def markers(data: bytes) -> list[int]:
+    """The JPEG's marker codes up to and including each SOS (entropy data skipped)."""
+    out, i = [], 2
+    while i + 2 <= len(data):
+        assert data[i] == 0xFF, f"no marker at {i}"
+        code = data[i + 1]
+        out.append(code)
+        if code == 0xD9:
+            break
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if code == 0xDA:  # skip entropy-coded data to the next marker that is not RST/stuffing
+            while not (data[i] == 0xFF and data[i + 1] not in (0x00, *range(0xD0, 0xD8))):
+                i += 1
+    return out
+
+
+@pytest.mark.parametrize(("size", "mode", "quality"), [
+    ((1001, 667), "RGB", 85),  # not a multiple of the 16 px MCU
+    ((640, 480), "RGB", 92),
+    ((333, 500), "L", 85),
+    ((1, 1), "RGB", 50),
+])
+def test_same_pixels_as_pillows_progressive(jpegenc: ModuleType, size: tuple[int, int], mode: str,
+                                            quality: int) -> None:
+    im = samples.scene(size).convert(mode)
+    ours = encode(im, quality)
+    theirs = pillow_progressive(im, quality)
+    assert ImageChops.difference(decoded(ours.data), decoded(theirs)).getbbox() is None
+    assert (ours.width, ours.height) == size
+
+
+def test_a_progressive_file_with_the_short_scan_script(jpegenc: ModuleType) -> None:
+    data = encode(samples.scene((800, 600)), 85).data
+    codes = markers(data)
+    assert 0xC2 in codes and 0xC0 not in codes and 0xC1 not in codes  # SOF2: progressive
+    assert codes.count(0xDA) == 5 and codes[-1] == 0xD9
+    assert markers(encode(samples.scene((80, 60)).convert("L"), 85).data).count(0xDA) == 3
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info.get("progressive") and im.info.get("icc_profile") == SRGB_ICC
+        assert im.mode == "RGB" and im.layer[1][1:3] == (1, 1)  # chroma 4:2:0, as Pillow's default
+
+
+def test_exif_is_carried(jpegenc: ModuleType) -> None:
+    exif = Carry(copyright="(c) Jane Doe", gps=(48.8584, 2.2945, 35.0)).exif_bytes(keep_gps=True)
+    with Image.open(io.BytesIO(encode(samples.scene((64, 48)), 85, exif).data)) as im:
+        got = Carry.from_exif(im.getexif())
+    assert got.copyright == "(c) Jane Doe"
+    assert got.gps == pytest.approx((48.8584, 2.2945, 35.0), abs=1e-4)
+
+
+def test_bad_arguments_are_refused(jpegenc: ModuleType) -> None:
+    px = bytes(4 * 3 * 3)
+    with pytest.raises(ValueError, match="bytes of pixels"):
+        jpegenc.encode(px, 4, 4, 3, 85)
+    with pytest.raises(ValueError, match="components"):
+        jpegenc.encode(px, 4, 3, 2, 85)
+    with pytest.raises(ValueError, match="quality"):
+        jpegenc.encode(px, 4, 3, 3, 0)
+    with pytest.raises(ValueError, match="no JPEG size"):
+        jpegenc.encode(b"", 0, 3, 3, 85)
+    with pytest.raises(ValueError, match="EXIF"):
+        jpegenc.encode(px, 4, 3, 3, 85, exif=b"Exif\0\0" + bytes(70000))
+
+
+def test_threads_encode_at_once(jpegenc: ModuleType) -> None:
+    # the encoder runs without the GIL: concurrent calls must not share state
+    ims = [samples.scene((400 + 16 * i, 300)) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda im: encode(im, 85).data, ims * 3))
+    alone = [encode(im, 85).data for im in ims]
+    assert together == alone * 3
+
+
+def test_pillow_fallback_without_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    im = samples.scene((300, 200))
+    monkeypatch.setattr(render, "_jpegenc", None)
+    data = encode(im, 85).data
+    assert data == pillow_progressive(im, 85)
