@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 
 #include <jpeglib.h>
 
@@ -86,8 +87,11 @@ static boolean dest_grow(j_compress_ptr cinfo) {
 static void dest_term(j_compress_ptr cinfo) { (void)cinfo; }
 
 struct job {
-    const unsigned char *pixels;
+    const unsigned char *pixels; /* as stored: width x height */
     int width, height, components, quality;
+    int orientation;             /* EXIF 1..8: the transform to upright, done while packing rows */
+    unsigned char *rows;         /* ROWS upright rows, for orientations other than 1 */
+    size_t rows_stride;          /* padded: see encode() */
     const unsigned char *icc;
     size_t icc_len;
     const unsigned char *exif;
@@ -95,6 +99,57 @@ struct job {
     struct buffer_dest dest;
     struct error_mgr err;
 };
+
+/* Upright rows handed to libjpeg at once. 64: each input row then gives a 192-byte run when
+ * 5-8 gather columns (16 gave 48 bytes, and +9 ms on a 2048 px preview instead of +3). */
+#define ROWS 64
+
+static inline void put(unsigned char *dst, const unsigned char *src, int c) {
+    dst[0] = src[0];
+    if (c == 3) {
+        dst[1] = src[1];
+        dst[2] = src[2];
+    }
+}
+
+/* Upright rows y0..y0+n-1 into job->rows. out(x, y) = in(sx, sy), per EXIF orientation:
+ * 2 mirrors, 3 turns 180, 4 flips; 5-8 swap the axes, so an output row is an input column,
+ * gathered for n rows at once so that each input row is read as a short contiguous run. */
+static void fill_rows(const struct job *job, int y0, int n) {
+    const int c = job->components, w = job->width, h = job->height, o = job->orientation;
+    const size_t in_stride = (size_t)w * c;
+    const size_t out_stride = job->rows_stride;
+    if (o <= 4) {
+        for (int k = 0; k < n; k++) {
+            int y = y0 + k;
+            int sy = (o == 1 || o == 2) ? y : h - 1 - y;
+            const unsigned char *src = job->pixels + (size_t)sy * in_stride;
+            unsigned char *dst = job->rows + (size_t)k * out_stride;
+            if (o == 1 || o == 4) {
+                memcpy(dst, src, in_stride);
+            } else {
+                for (int x = 0; x < w; x++)
+                    put(dst + (size_t)x * c, src + (size_t)(w - 1 - x) * c, c);
+            }
+        }
+        return;
+    }
+    const ptrdiff_t dx = (o == 5 || o == 6) ? c : -c;
+    const int sx0 = (o == 5 || o == 6) ? y0 : w - 1 - y0;
+    for (int x = 0; x < h; x++) {
+        int sy = (o == 5 || o == 8) ? x : h - 1 - x;
+        const unsigned char *src = job->pixels + (size_t)sy * in_stride + (size_t)sx0 * c;
+        unsigned char *dst = job->rows + (size_t)x * c;
+        if (c == 3) {
+            for (int k = 0; k < n; k++, src += dx, dst += out_stride) {
+                dst[0] = src[0]; dst[1] = src[1]; dst[2] = src[2];
+            }
+        } else {
+            for (int k = 0; k < n; k++, src += dx, dst += out_stride)
+                dst[0] = src[0];
+        }
+    }
+}
 
 /* Runs without the GIL; returns 0, or -1 with job->err.message set. */
 static int compress(struct job *job) {
@@ -112,8 +167,9 @@ static int compress(struct job *job) {
     job->dest.pub.empty_output_buffer = dest_grow;
     job->dest.pub.term_destination = dest_term;
     cinfo.dest = &job->dest.pub;
-    cinfo.image_width = (JDIMENSION)job->width;
-    cinfo.image_height = (JDIMENSION)job->height;
+    int swap = job->orientation >= 5;
+    cinfo.image_width = (JDIMENSION)(swap ? job->height : job->width);
+    cinfo.image_height = (JDIMENSION)(swap ? job->width : job->height);
     cinfo.input_components = job->components;
     cinfo.in_color_space = job->components == 3 ? JCS_RGB : JCS_GRAYSCALE;
     jpeg_set_defaults(&cinfo); /* 4:2:0 for color, as Pillow's default */
@@ -130,10 +186,22 @@ static int compress(struct job *job) {
         jpeg_write_marker(&cinfo, JPEG_APP0 + 1, job->exif, (unsigned int)job->exif_len);
     if (job->icc_len)
         jpeg_write_icc_profile(&cinfo, job->icc, (unsigned int)job->icc_len);
-    size_t stride = (size_t)job->width * (size_t)job->components;
-    while (cinfo.next_scanline < cinfo.image_height) {
-        JSAMPROW row = (JSAMPROW)(job->pixels + (size_t)cinfo.next_scanline * stride);
-        jpeg_write_scanlines(&cinfo, &row, 1);
+    size_t stride = (size_t)cinfo.image_width * (size_t)job->components;
+    if (job->orientation == 1) {
+        while (cinfo.next_scanline < cinfo.image_height) {
+            JSAMPROW row = (JSAMPROW)(job->pixels + (size_t)cinfo.next_scanline * stride);
+            jpeg_write_scanlines(&cinfo, &row, 1);
+        }
+    } else {
+        JSAMPROW rows[ROWS];
+        for (int k = 0; k < ROWS; k++)
+            rows[k] = job->rows + (size_t)k * job->rows_stride;
+        while (cinfo.next_scanline < cinfo.image_height) {
+            int y0 = (int)cinfo.next_scanline;
+            int n = (int)cinfo.image_height - y0 < ROWS ? (int)cinfo.image_height - y0 : ROWS;
+            fill_rows(job, y0, n);
+            jpeg_write_scanlines(&cinfo, rows, (JDIMENSION)n);
+        }
     }
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
@@ -142,12 +210,12 @@ static int compress(struct job *job) {
 
 static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"pixels", "width", "height", "components", "quality", "icc", "exif",
-                            NULL};
+                            "orientation", NULL};
     Py_buffer pixels, icc = {0}, exif = {0};
-    int width, height, components, quality;
+    int width, height, components, quality, orientation = 1;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiii|y*y*", names, &pixels, &width,
-                                     &height, &components, &quality, &icc, &exif))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiii|y*y*i", names, &pixels, &width,
+                                     &height, &components, &quality, &icc, &exif, &orientation))
         return NULL;
     PyObject *result = NULL;
     if (components != 1 && components != 3) {
@@ -160,20 +228,33 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
                      height, components);
     } else if (quality < 1 || quality > 100) {
         PyErr_Format(PyExc_ValueError, "quality %d is not in 1..100", quality);
+    } else if (orientation < 1 || orientation > 8) {
+        PyErr_Format(PyExc_ValueError, "orientation %d is not in 1..8", orientation);
     } else if (exif.len > MAX_MARKER) {
         PyErr_Format(PyExc_ValueError, "EXIF of %zd bytes is over a JPEG segment's %d",
                      exif.len, MAX_MARKER);
     } else {
         struct job job = {
             .pixels = pixels.buf, .width = width, .height = height,
-            .components = components, .quality = quality,
+            .components = components, .quality = quality, .orientation = orientation,
+            .rows = NULL,
             .icc = icc.buf, .icc_len = icc.buf ? (size_t)icc.len : 0,
             .exif = exif.buf, .exif_len = exif.buf ? (size_t)exif.len : 0,
         };
         /* a preview at q85 is ~1/12 of its raw size: one buffer, rarely grown */
         job.dest.size = (size_t)pixels.len / 4 + 65536 + job.icc_len + job.exif_len;
         job.dest.data = malloc(job.dest.size);
-        if (job.dest.data == NULL) {
+        if (orientation != 1) {
+            /* Rows a multiple of 4 KiB apart (a 1365 px RGB row is 4095 bytes) share L1 sets,
+             * and the column gather writes to all of them at once: keep them off it. */
+            size_t row = (size_t)(orientation >= 5 ? height : width) * (size_t)components;
+            size_t st = (row + 63) & ~(size_t)63;
+            while ((st & 4095) < 256 || (st & 4095) > 4096 - 256)
+                st += 64;
+            job.rows_stride = st;
+            job.rows = malloc((size_t)ROWS * st);
+        }
+        if (job.dest.data == NULL || (orientation != 1 && job.rows == NULL)) {
             PyErr_NoMemory();
         } else {
             int rc;
@@ -186,8 +267,9 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
                     (Py_ssize_t)(job.dest.size - job.dest.pub.free_in_buffer));
             else
                 PyErr_Format(PyExc_OSError, "JPEG encoder: %s", job.err.message);
-            free(job.dest.data);
         }
+        free(job.dest.data);
+        free(job.rows);
     }
     PyBuffer_Release(&pixels);
     if (icc.buf)
@@ -199,8 +281,10 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
 
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_VARARGS | METH_KEYWORDS,
-     "encode(pixels, width, height, components, quality, icc=b'', exif=b'') -> bytes\n\n"
-     "A progressive JPEG of packed RGB (3) or L (1) pixels, 4:2:0, with a 5-scan script.\n"
+     "encode(pixels, width, height, components, quality, icc=b'', exif=b'', orientation=1)"
+     " -> bytes\n\n"
+     "A progressive JPEG of packed RGB (3) or L (1) pixels, 4:2:0, with a 5-scan script,\n"
+     "turned upright per the EXIF ``orientation`` of the pixels as given.\n"
      "``exif`` is an APP1 payload (b'Exif\\0\\0' + TIFF), ``icc`` an ICC profile."},
     {NULL, NULL, 0, NULL},
 };

@@ -30,7 +30,18 @@ from .errors import ImagingError, UnsupportedFormat
 from .exiftool import Exiftool, ExiftoolFailed
 from .metadata import METADATA_ARGS, from_exiftool, from_pillow
 from .probe import QUICK_PROBE_MIN_EDGE, Embedded, Probe, is_raw, probe, quick_probe
-from .render import Box, Carry, check_file, classified, decode, encode, open_image, scale_for, thumbnail
+from .render import (
+    Box,
+    Carry,
+    check_file,
+    classified,
+    decode_stored,
+    encode,
+    open_image,
+    scale_for,
+    thumbnail,
+    upright_size,
+)
 from .types import (
     Attempt,
     EnhanceResult,
@@ -50,9 +61,11 @@ def _ms(start: float) -> float:
 
 @dataclass
 class _Made:
-    """A decoded, upright sRGB image, its encoded rendition and how it was made."""
+    """A decoded sRGB image as stored, the EXIF orientation that turns it upright (``encode``
+    applies it), its encoded rendition and how it was made."""
 
     image: Image.Image
+    orientation: int
     rendition: Rendition
     carry: Carry
     from_embedded: bool = False
@@ -92,8 +105,9 @@ class Imager:
         start = time.perf_counter()
         try:
             with classified(path.name):
+                # a centred crop commutes with every orientation: crop as stored, turn on encode
                 thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
-                thumb_r = encode(thumb, c.preview_quality, self._exif_of(made))
+                thumb_r = encode(thumb, c.preview_quality, self._exif_of(made), made.orientation)
         except ImagingError as exc:
             attempts.append(Attempt("thumbnail_generation", "from_preview", 1, False, _ms(start), str(exc)))
             exc.attempts = attempts
@@ -117,7 +131,7 @@ class Imager:
         made = self._chain(path, "thumbnail_generation", c.thumbnail_size, c.preview_quality, attempts,
                            box=box, encode_output=False)
         thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
-        r = encode(thumb, c.preview_quality, self._exif_of(made))
+        r = encode(thumb, c.preview_quality, self._exif_of(made), made.orientation)
         attempts[-1] = replace(attempts[-1], size_bytes=len(r.data), width=r.width, height=r.height)
         return ThumbnailResult(r, attempts, made.from_embedded)
 
@@ -287,10 +301,11 @@ class Imager:
         im = open_image(io.BytesIO(cand.data), self.config, name)
         own = im.getexif().get(0x0112)
         orientation = int(own) if isinstance(own, int) and 1 <= own <= 8 and own != 1 else info.orientation
-        out = decode(im, box, name, self._deadline(), orientation=orientation)
+        out, orientation = decode_stored(im, box, name, self._deadline(), orientation=orientation)
         carry = Carry(info.copyright, info.artist, info.gps)
-        rendition = self._encode(out, quality, carry) if encode_output else Rendition(b"", *out.size)
-        return _Made(out, rendition, carry, from_embedded=True, undersized=undersized and info.is_raw)
+        rendition = self._render(out, orientation, quality, carry, encode_output)
+        return _Made(out, orientation, rendition, carry, from_embedded=True,
+                     undersized=undersized and info.is_raw)
 
     def _decode_file(self, path: Path, info: Probe, box: Box, quality: int, encode_output: bool) -> _Made:
         try:
@@ -301,12 +316,14 @@ class Imager:
             raise
         with classified(path.name):
             carry = Carry.from_exif(im.getexif())
-        out = decode(im, box, path.name, self._deadline())
-        rendition = self._encode(out, quality, carry) if encode_output else Rendition(b"", *out.size)
-        return _Made(out, rendition, carry)
+        out, orientation = decode_stored(im, box, path.name, self._deadline())
+        return _Made(out, orientation, self._render(out, orientation, quality, carry, encode_output), carry)
 
-    def _encode(self, im: Image.Image, quality: int, carry: Carry) -> Rendition:
-        return encode(im, quality, carry.exif_bytes(keep_gps=not self.config.strip_gps))
+    def _render(self, im: Image.Image, orientation: int, quality: int, carry: Carry,
+                encode_output: bool) -> Rendition:
+        if not encode_output:
+            return Rendition(b"", *upright_size(im.size, orientation))
+        return encode(im, quality, carry.exif_bytes(keep_gps=not self.config.strip_gps), orientation)
 
     def _exif_of(self, made: _Made) -> bytes:
         return made.carry.exif_bytes(keep_gps=not self.config.strip_gps)

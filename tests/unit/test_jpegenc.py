@@ -69,6 +69,19 @@ def test_same_pixels_as_pillows_progressive(jpegenc: ModuleType, size: tuple[int
     assert (ours.width, ours.height) == size
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(("size", "mode"), [((37, 23), "RGB"), ((53, 70), "L"), ((640, 427), "RGB")])
+def test_orientation_is_applied_while_packing(jpegenc: ModuleType, orientation: int, size: tuple[int, int],
+                                              mode: str) -> None:
+    # sizes off the 16-row batch and the MCU; the same pixels as Pillow's transpose, then encode
+    im = samples.scene(size).convert(mode)
+    ours = encode(im, 85, orientation=orientation)
+    want = render.upright(im, orientation)
+    assert (ours.width, ours.height) == want.size
+    theirs = decoded(pillow_progressive(want, 85))
+    assert ImageChops.difference(decoded(ours.data), theirs).getbbox() is None
+
+
 def test_a_progressive_file_with_the_short_scan_script(jpegenc: ModuleType) -> None:
     data = encode(samples.scene((800, 600)), 85).data
     codes = markers(data)
@@ -98,6 +111,8 @@ def test_bad_arguments_are_refused(jpegenc: ModuleType) -> None:
         jpegenc.encode(px, 4, 3, 3, 0)
     with pytest.raises(ValueError, match="no JPEG size"):
         jpegenc.encode(b"", 0, 3, 3, 85)
+    with pytest.raises(ValueError, match="orientation"):
+        jpegenc.encode(px, 4, 3, 3, 85, orientation=9)
     with pytest.raises(ValueError, match="EXIF"):
         jpegenc.encode(px, 4, 3, 3, 85, exif=b"Exif\0\0" + bytes(70000))
 
@@ -116,3 +131,6 @@ def test_pillow_fallback_without_the_build(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(render, "_jpegenc", None)
     data = encode(im, 85).data
     assert data == pillow_progressive(im, 85)
+    turned = encode(im, 85, orientation=6)
+    assert (turned.width, turned.height) == (200, 300)
+    assert turned.data == pillow_progressive(render.upright(im, 6), 85)
