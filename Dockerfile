@@ -22,9 +22,10 @@ RUN mkdir -p streams imaging status \
 COPY streams ./streams
 COPY imaging ./imaging
 COPY status ./status
-# The encoder extension is optional to pip; the image must not ship without it.
+# The encoder extension is optional to pip; the image must not ship without it. Checked
+# from / so that the sources in /src (which hold no built module) do not shadow the install.
 RUN /opt/venv/bin/pip install --no-deps . \
-    && /opt/venv/bin/python -c "import imaging._jpegenc" \
+    && cd / && /opt/venv/bin/python -c "import imaging._jpegenc" \
     && /opt/venv/bin/prophoto-ingest --help >/dev/null
 
 FROM python:${PYTHON_VERSION}-slim-bookworm

@@ -4,8 +4,8 @@
  * approximation, each gathered and emitted twice (progressive mode forces optimized Huffman
  * tables). For a 2048 px preview that is ~47 ms against ~20 ms for an optimized sequential
  * file. This script keeps what a viewer needs from a progressive file (the whole image at
- * 1/8 from the first scan, then coarse luma, color, detail) in 5 scans without successive
- * approximation: ~32 ms, files ~2% larger. The coefficients, so the decoded pixels, are
+ * 1/8 from the first scan, then coarse luma, color, detail) in 5 scans (3 for gray)
+ * without successive approximation: ~32 ms, files ~2% larger. The coefficients, so the decoded pixels, are
  * the same as Pillow's at the same quality (tests/unit/test_jpegenc.py checks it).
  *
  * Built by setuptools as an optional extension against the system libjpeg (libjpeg-turbo);
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jpeglib.h>
 
@@ -37,6 +38,7 @@ static const jpeg_scan_info SCANS_GRAY[] = {
 };
 
 #define MAX_MARKER 65533 /* a JPEG segment's payload */
+#define MAX_ICC ((size_t)255 * 65519) /* 255 APP2 chunks of 65519 bytes of profile */
 
 static void on_message(j_common_ptr cinfo) { (void)cinfo; /* warnings: not to stderr */ }
 
@@ -71,7 +73,7 @@ static boolean dest_grow(j_compress_ptr cinfo) {
     /* called when the buffer is full: all of it is output so far */
     struct buffer_dest *d = (struct buffer_dest *)cinfo->dest;
     size_t used = d->size;
-    unsigned char *bigger = realloc(d->data, used * 2);
+    unsigned char *bigger = used > SIZE_MAX / 2 ? NULL : realloc(d->data, used * 2);
     if (bigger == NULL) {
         struct error_mgr *err = (struct error_mgr *)cinfo->err;
         snprintf(err->message, sizeof err->message, "out of memory for %zu bytes", used * 2);
@@ -223,7 +225,8 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
     } else if (width <= 0 || height <= 0 || width > JPEG_MAX_DIMENSION ||
                height > JPEG_MAX_DIMENSION) {
         PyErr_Format(PyExc_ValueError, "%dx%d is no JPEG size", width, height);
-    } else if (pixels.len != (Py_ssize_t)width * height * components) {
+    } else if (pixels.len < 0 ||
+               (uint64_t)pixels.len != (uint64_t)width * (uint64_t)height * (uint64_t)components) {
         PyErr_Format(PyExc_ValueError, "%zd bytes of pixels for %dx%dx%d", pixels.len, width,
                      height, components);
     } else if (quality < 1 || quality > 100) {
@@ -233,6 +236,10 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
     } else if (exif.len > MAX_MARKER) {
         PyErr_Format(PyExc_ValueError, "EXIF of %zd bytes is over a JPEG segment's %d",
                      exif.len, MAX_MARKER);
+    } else if (icc.len > (Py_ssize_t)MAX_ICC) {
+        /* jpeg_write_icc_profile numbers its chunks with one byte */
+        PyErr_Format(PyExc_ValueError, "ICC profile of %zd bytes is over JPEG's %zd",
+                     icc.len, (Py_ssize_t)MAX_ICC);
     } else {
         struct job job = {
             .pixels = pixels.buf, .width = width, .height = height,
@@ -272,9 +279,10 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
         free(job.rows);
     }
     PyBuffer_Release(&pixels);
-    if (icc.buf)
+    /* an optional buffer left out has no object; one given is released even when empty */
+    if (icc.obj)
         PyBuffer_Release(&icc);
-    if (exif.buf)
+    if (exif.obj)
         PyBuffer_Release(&exif);
     return result;
 }
@@ -283,8 +291,9 @@ static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_VARARGS | METH_KEYWORDS,
      "encode(pixels, width, height, components, quality, icc=b'', exif=b'', orientation=1)"
      " -> bytes\n\n"
-     "A progressive JPEG of packed RGB (3) or L (1) pixels, 4:2:0, with a 5-scan script,\n"
-     "turned upright per the EXIF ``orientation`` of the pixels as given.\n"
+     "A progressive JPEG of packed RGB (3) or L (1) pixels, 4:2:0, with a 5-scan script\n"
+     "(3 for L), turned upright per the EXIF ``orientation``\n"
+     "of the pixels as given.\n"
      "``exif`` is an APP1 payload (b'Exif\\0\\0' + TIFF), ``icc`` an ICC profile."},
     {NULL, NULL, 0, NULL},
 };

@@ -105,7 +105,8 @@ class Imager:
         start = time.perf_counter()
         try:
             with classified(path.name):
-                # a centred crop commutes with every orientation: crop as stored, turn on encode
+                # the box is square, so cropping or fitting as stored then turning matches turning
+                # first up to a 1 px shift of the centre and resampling rounding
                 thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
                 thumb_r = encode(thumb, c.preview_quality, self._exif_of(made), made.orientation)
         except ImagingError as exc:

@@ -21,7 +21,7 @@ from imaging.render import Carry, encode
 def jpegenc() -> ModuleType:
     if render._jpegenc is None:
         if os.environ.get("CI"):
-            pytest.fail("imaging._jpegenc is not built (needs libjpeg62-turbo-dev and a C compiler)")
+            pytest.fail("imaging._jpegenc is not built (needs libjpeg-dev and a C compiler)")
         pytest.skip("imaging._jpegenc is not built here")
     return render._jpegenc
 
@@ -115,6 +115,26 @@ def test_bad_arguments_are_refused(jpegenc: ModuleType) -> None:
         jpegenc.encode(px, 4, 3, 3, 85, orientation=9)
     with pytest.raises(ValueError, match="EXIF"):
         jpegenc.encode(px, 4, 3, 3, 85, exif=b"Exif\0\0" + bytes(70000))
+    with pytest.raises(ValueError, match="ICC"):  # past 255 APP2 chunks of 65519 bytes
+        jpegenc.encode(px, 4, 3, 3, 85, icc=bytes(255 * 65519 + 1))
+
+
+def test_a_large_icc_profile_spans_chunks(jpegenc: ModuleType) -> None:
+    icc = bytes(range(256)) * 800  # 204,800 bytes: four APP2 segments
+    data = jpegenc.encode(bytes(8 * 8 * 3), 8, 8, 3, 85, icc=icc)
+    assert markers(data).count(0xE2) == 4
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info["icc_profile"] == icc
+
+
+def test_buffers_are_let_go_on_every_path(jpegenc: ModuleType) -> None:
+    # a bytearray with an exported buffer cannot be resized: a leak shows as BufferError
+    px, icc, exif = bytearray(4 * 3 * 3), bytearray(b""), bytearray(b"Exif\0\0")
+    jpegenc.encode(px, 4, 3, 3, 85, icc=icc, exif=exif)
+    with pytest.raises(ValueError):
+        jpegenc.encode(px, 4, 3, 3, 0, icc=icc, exif=exif)
+    for b in (px, icc, exif):
+        b.extend(b"\0")
 
 
 def test_threads_encode_at_once(jpegenc: ModuleType) -> None:
