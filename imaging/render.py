@@ -258,10 +258,11 @@ class Carry:
 
     def exif_bytes(self, keep_gps: bool) -> bytes:
         e = Image.Exif()
+        # A JPEG's EXIF segment holds 64 KB; a hostile file's text must not cost its preview.
         if self.copyright:
-            e[0x8298] = self.copyright
+            e[0x8298] = self.copyright[:_TEXT_MAX]
         if self.artist:
-            e[0x013B] = self.artist
+            e[0x013B] = self.artist[:_TEXT_MAX]
         if keep_gps and self.gps:
             lat, lon, alt = self.gps
             g = e.get_ifd(0x8825)
@@ -270,6 +271,9 @@ class Carry:
             if alt is not None:
                 g.update({5: b"\x00" if alt >= 0 else b"\x01", 6: _rational(abs(alt))})
         return e.tobytes() if len(e) or (keep_gps and self.gps) else b""
+
+
+_TEXT_MAX = 4096  # characters of copyright or artist a preview carries; UTF-8 keeps both < 64 KB
 
 
 def _text(v: object) -> str | None:

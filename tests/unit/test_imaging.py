@@ -361,6 +361,20 @@ def test_gps_and_private_exif_stripped_copyright_kept(tmp_path: Path) -> None:
                 assert bool(exif.get_ifd(0x8825)) is not strip
 
 
+def test_oversized_copyright_is_cut_not_fatal(imager: Imager, tmp_path: Path) -> None:
+    # 80 KB of text would not fit the preview's EXIF segment; the preview is made all the same
+    path = tmp_path / "long.png"
+    exif = Image.Exif()
+    exif[0x8298], exif[0x013B] = "(c) Jane Doe " + "\u00e9" * 40000, "A" * 40000
+    samples.scene((800, 600)).save(path, exif=exif.tobytes())
+    r = imager.preview(path)
+    for data in (r.preview.data, r.thumbnail.data):
+        with Image.open(io.BytesIO(data)) as out:
+            got = out.getexif()
+            assert got[0x8298].startswith("(c) Jane Doe ") and len(got[0x8298]) == 4096
+            assert got[0x013B] == "A" * 4096
+
+
 def test_gps_below_sea_level_keeps_its_sign(imager: Imager, tmp_path: Path) -> None:
     # GPSAltitudeRef 1 (below sea level): kept previews, Pillow's and exiftool's metadata agree
     from imaging.metadata import from_pillow
