@@ -108,7 +108,7 @@ class Imager:
                 # the box is square, so cropping or fitting as stored then turning matches turning
                 # first up to a 1 px shift of the centre and resampling rounding
                 thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
-                thumb_r = encode(thumb, c.preview_quality, self._exif_of(made), made.orientation)
+                thumb_r = encode(thumb, c.preview_quality, self._exif(made.carry), made.orientation)
         except ImagingError as exc:
             attempts.append(Attempt("thumbnail_generation", "from_preview", 1, False, _ms(start), str(exc)))
             exc.attempts = attempts
@@ -132,7 +132,7 @@ class Imager:
         made = self._chain(path, "thumbnail_generation", c.thumbnail_size, c.preview_quality, attempts,
                            box=box, encode_output=False)
         thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
-        r = encode(thumb, c.preview_quality, self._exif_of(made), made.orientation)
+        r = encode(thumb, c.preview_quality, self._exif(made.carry), made.orientation)
         attempts[-1] = replace(attempts[-1], size_bytes=len(r.data), width=r.width, height=r.height)
         return ThumbnailResult(r, attempts, made.from_embedded)
 
@@ -251,6 +251,7 @@ class Imager:
         floor = _PLAUSIBLE_BYTES_PER_PIXEL * box[1] * box[1]
         problems: list[str] = []
         largest: _Candidate | None = None
+        biggest = max(e.size_bytes for e in info.embedded)
         for emb in sorted(info.embedded, key=lambda e: (e.size_bytes < floor, e.size_bytes)):
             try:
                 size = _mpf_size(path, emb.tag)
@@ -265,10 +266,12 @@ class Imager:
                 problems.append(f"{_short(emb)}: {exc}")
                 continue
             if _covers(cand.size, info, box):
-                odd = _odd_shape(path, info, cand)
+                # only a bigger one can stand in for an odd one: the biggest is not looked at
+                # (its letterbox check is a decode, ~15 ms for a RAW's full-size JPEG)
+                odd = _odd_shape(path, info, cand) if emb.size_bytes < biggest else None
                 if odd is None:
                     return cand
-                problems.append(f"{_short(emb)}: {odd}")  # a bigger one may be the photo
+                problems.append(f"{_short(emb)}: {odd}")
             if largest is None or cand.size[0] * cand.size[1] > largest.size[0] * largest.size[1]:
                 largest = cand
         if largest is not None:
@@ -324,10 +327,10 @@ class Imager:
                 encode_output: bool) -> Rendition:
         if not encode_output:
             return Rendition(b"", *upright_size(im.size, orientation))
-        return encode(im, quality, carry.exif_bytes(keep_gps=not self.config.strip_gps), orientation)
+        return encode(im, quality, self._exif(carry), orientation)
 
-    def _exif_of(self, made: _Made) -> bytes:
-        return made.carry.exif_bytes(keep_gps=not self.config.strip_gps)
+    def _exif(self, carry: Carry) -> bytes:
+        return carry.exif_bytes(keep_gps=not self.config.strip_gps)
 
     def _deadline(self) -> float:
         return time.monotonic() + self.config.decode_timeout_s
