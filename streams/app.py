@@ -20,7 +20,7 @@ from faust.types import EventT
 
 from imaging import Imager, ImagingConfig
 
-from . import retry
+from . import headers
 from .agents import enhance, ingest, preview
 from .agents.base import Handler, JobRunner, Record, Services, worker_id
 from .deadletter import headers_to_dict
@@ -159,7 +159,7 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
             # limit): hold a reference so an interrupted wait or job is redelivered, not lost.
             event.message.incref()
             if retrying:
-                await _wait_not_before(rec)
+                await _wait_not_before(rec, runner.s.settings.worker.backoff_max_s)
             async with rt.slot(runner.job):
                 await runner.process(rec)
             event.message.decref()  # done: let faust's ack through
@@ -207,8 +207,7 @@ class IngestWorker(faust.Worker):
         self.runtime.on_signal(signal.SIGINT)
 
 
-async def _wait_not_before(rec: Record) -> None:
-    not_before = int(rec.headers.get(retry.H_NOT_BEFORE, "0") or 0)
-    delay = not_before / 1000 - time.time()
+async def _wait_not_before(rec: Record, max_s: float) -> None:
+    delay = headers.retry_delay_s(rec.headers, int(time.time() * 1000), max_s=max_s)
     if delay > 0:
         await asyncio.sleep(delay)

@@ -3,6 +3,7 @@
     IngestError
     ├── PermanentError           dead-lettered at once
     │   ├── InvalidEvent         undecodable bytes, schema-invalid event, bad UUID or path
+    │   │   └── InvalidHeader    a malformed or out-of-range x-ingest-* control header
     │   ├── UnsafePath           a path that resolves outside the storage root
     │   └── SourceMissing        the uploaded file is not there
     └── TransientError           retried with backoff, dead-lettered when tries run out
@@ -26,6 +27,10 @@ class PermanentError(IngestError):
 
 class InvalidEvent(PermanentError):
     """The record cannot be decoded or does not match the event schema."""
+
+
+class InvalidHeader(InvalidEvent):
+    """A control header (attempt count, origin, round base) is malformed or out of range."""
 
 
 class UnsafePath(PermanentError):

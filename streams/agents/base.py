@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from imaging import Attempt, Imager
 
-from .. import codec, deadletter, retry
-from ..errors import JobTimeout
+from .. import codec, deadletter, headers, retry
+from ..errors import InvalidHeader, JobTimeout
 from ..events import JobEvent
 from ..settings import Settings
 from ..storage import LocalStorage
@@ -96,28 +96,24 @@ class JobRunner:
 
     async def process(self, rec: Record) -> str:
         """Handle one record end to end; returns the outcome, never raises (but cancellation)."""
-        h = rec.headers
-        prior = int(h.get(retry.H_ATTEMPT, "0") or 0)
-        attempt = prior + 1
-        origin = deadletter.Origin(
-            topic=h.get(retry.H_ORIGINAL_TOPIC, rec.topic),
-            partition=int(h.get(retry.H_ORIGINAL_PARTITION, rec.partition)),
-            offset=int(h.get(retry.H_ORIGINAL_OFFSET, rec.offset)),
-            timestamp_ms=int(h.get(retry.H_ORIGINAL_TIMESTAMP, rec.timestamp_ms)),
-        )
         start = time.perf_counter()
         event: JobEvent | None = None
         uuid = (rec.key or b"").decode("utf-8", "replace")
+        # Until the headers parse, the record's own coordinates are its origin.
+        state = headers.ControlState(0, 0, rec.topic, rec.partition, rec.offset, rec.timestamp_ms, 0)
         try:
+            state = headers.parse_control(rec.headers, topic=rec.topic, partition=rec.partition,
+                                          offset=rec.offset, timestamp_ms=rec.timestamp_ms)
             event = codec.decode_job(self.job, rec.value)
             uuid = event.uuid
             result = await self._run(event)
         except asyncio.CancelledError:
             raise  # shutdown: not acked, redelivered to whoever takes the partition
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
-            outcome = await self._route(rec, event, uuid, exc, attempt, origin, start)
-            self._log(rec, uuid, attempt, start, outcome, error=exc)
+            outcome = await self._route(rec, event, uuid, exc, state, start)
+            self._log(rec, uuid, state.prior_attempts + 1, start, outcome, error=exc)
             return outcome
+        attempt = state.prior_attempts + 1
         for out in result.outputs:
             await self.sender.send(out.topic, out.key, out.value)
         await self._trace(event, result.attempts, attempt, rec)
@@ -138,15 +134,15 @@ class JobRunner:
             ) from None
 
     async def _route(
-        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception, attempt: int,
-        origin: deadletter.Origin, start: float,
+        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
+        state: headers.ControlState, start: float,
     ) -> str:
         """Route a failure; if routing itself fails (broker gone), keep trying rather than
         return: returning would let faust ack a record that went nowhere."""
         pause = 0.5
         while True:
             try:
-                return await self._fail(rec, event, uuid, exc, attempt, origin, start)
+                return await self._fail(rec, event, uuid, exc, state, start)
             except asyncio.CancelledError:
                 raise
             except Exception as route_exc:  # noqa: BLE001
@@ -157,13 +153,19 @@ class JobRunner:
                 pause = min(pause * 2, 30.0)
 
     async def _fail(
-        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception, attempt: int,
-        origin: deadletter.Origin, start: float,
+        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
+        state: headers.ControlState, start: float,
     ) -> str:
         w = self.s.settings.worker
-        round_base = int(rec.headers.get(retry.H_ROUND_BASE, "0") or 0)
-        decision = retry.decide(exc, attempt - round_base, w.tries, w.backoff_base_s, w.backoff_max_s)
-        first_failure = int(rec.headers.get(retry.H_FIRST_FAILURE, "0") or 0) or now_ms()
+        attempt = state.prior_attempts + 1
+        origin = deadletter.Origin(topic=state.origin_topic, partition=state.origin_partition,
+                                   offset=state.origin_offset, timestamp_ms=state.origin_timestamp_ms)
+        if attempt > headers.MAX_ATTEMPTS and not isinstance(exc, InvalidHeader):
+            exc = InvalidHeader(f"{attempt} attempts: more than any round of retries makes "
+                                f"({headers.MAX_ATTEMPTS} at most); last error: {exc}")
+        decision = retry.decide(exc, attempt - state.round_base, w.tries, w.backoff_base_s,
+                                w.backoff_max_s)
+        first_failure = state.first_failure_ms or now_ms()
         attempts = list(getattr(exc, "attempts", []) or [])
         kind = "retry" if isinstance(decision, retry.Retry) else "dead_letter"
         attempts.append(
@@ -189,14 +191,14 @@ class JobRunner:
             )
             self.s.stats["retried"] += 1
             return "retry"
-        headers = deadletter.build_headers(
+        dlt_headers = deadletter.build_headers(
             origin=origin, group=self.s.settings.kafka.group_id, exc=exc, reason=decision.reason,
             attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
             last_failure_ms=now_ms(), replay_of=rec.headers.get(deadletter.H_REPLAY_OF),
         )
         await self.sender.send(
             self.s.topics.dead_letter(self.job), rec.key, rec.value, partition=rec.partition,
-            headers=headers,
+            headers=dlt_headers,
         )
         self.s.stats["dead_lettered"] += 1
         if event is None:

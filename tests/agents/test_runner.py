@@ -139,3 +139,60 @@ def test_success_publishes_outputs_and_traces(services: Services) -> None:
                                     "headers": {}}]
     assert len(sender.to("ingest-traces")) == 1
     assert services.stats["processed"] == 1
+
+
+# -- untrusted control headers: every one parsed inside the error handling -----------------
+
+@pytest.mark.parametrize("headers", [
+    {retry.H_ATTEMPT: "two"},
+    {retry.H_ATTEMPT: "-4"},
+    {retry.H_ATTEMPT: "1", retry.H_ROUND_BASE: "x"},
+    {retry.H_ATTEMPT: "1", retry.H_ROUND_BASE: "5"},  # a round cannot start after the attempts
+    {retry.H_ORIGINAL_PARTITION: "p"},
+    {retry.H_ORIGINAL_OFFSET: "1e9"},
+    {retry.H_ORIGINAL_TIMESTAMP: "yesterday"},
+    {retry.H_FIRST_FAILURE: "0x10"},
+    {retry.H_ATTEMPT: "9" * 400},
+])
+def test_malformed_control_header_is_a_dead_letter_with_the_reason(
+    services: Services, headers: dict[str, str]
+) -> None:
+    sender = FakeSender()
+    ran: list[Any] = []
+    runner = JobRunner(Job.PREVIEW, lambda e, s: ran.append(e) or JobResult(), services, sender)
+    value = good_value()
+    assert run(runner, record(value, headers)) == "dead_letter"
+    assert ran == []  # a record whose headers lie is not run
+    [d] = sender.to("ingest-preview.dlq")
+    h = d["headers"]
+    assert h[dl.H_EXC_CLASS] == "streams.errors.InvalidHeader"
+    name = next(iter(headers)) if len(headers) == 1 else list(headers)[-1]
+    assert name in h[dl.H_EXC_MESSAGE]
+    # the record's own coordinates stand in for an origin the headers cannot give
+    assert (h[dl.H_TOPIC], h[dl.H_PARTITION], h[dl.H_OFFSET]) == ("ingest-preview", "2", "7")
+    assert d["value"] == value
+
+
+def test_forged_round_base_cannot_make_retries_unbounded(services: Services) -> None:
+    sender = FakeSender()
+
+    def broken(event: Any, s: Services) -> JobResult:
+        raise StorageUnavailable("disk gone")
+
+    runner = JobRunner(Job.PREVIEW, broken, services, sender)
+    headers = {retry.H_ATTEMPT: "1000000", retry.H_ROUND_BASE: "1000000"}
+    assert run(runner, record(good_value(), headers)) == "dead_letter"
+    [d] = sender.to("ingest-preview.dlq")
+    assert d["headers"][dl.H_EXC_CLASS] == "streams.errors.InvalidHeader"
+    assert sender.to("ingest-preview.retry") == []
+
+
+def test_forged_not_before_waits_at_most_the_backoff_bound() -> None:
+    from streams.headers import retry_delay_s
+
+    now_ms = 1_700_000_000_000
+    far = {retry.H_NOT_BEFORE: str(now_ms + 10**12)}
+    assert retry_delay_s(far, now_ms, max_s=2.0) == 2.0
+    assert retry_delay_s({retry.H_NOT_BEFORE: "soon"}, now_ms, max_s=2.0) == 0.0
+    assert retry_delay_s({retry.H_NOT_BEFORE: str(now_ms + 500)}, now_ms, max_s=2.0) == 0.5
+    assert retry_delay_s({}, now_ms, max_s=2.0) == 0.0
