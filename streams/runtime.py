@@ -81,7 +81,8 @@ class PriorityGate:
         if self.closed:
             await asyncio.Future()  # never starts; cancelled at shutdown, record redelivered
         for i, (held_prio, handle) in enumerate(self._held):
-            if priority <= held_prio:
+            # a held slot obeys the block like a free one: a paused priority never takes it
+            if priority <= held_prio and not self._blocked(priority):
                 handle.cancel()
                 del self._held[i]
                 return

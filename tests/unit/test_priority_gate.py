@@ -84,3 +84,64 @@ def test_blocked_priorities_wait_even_for_a_free_slot() -> None:
         return order
 
     assert asyncio.run(main()) == ["ingest", "preview"]
+
+
+def test_a_held_slot_does_not_go_to_a_blocked_priority() -> None:
+    """An enhance job finishes (its slot is held for enhance), then a pause blocks preview
+    and enhance: neither may take the held slot, and ingest still can."""
+
+    async def main() -> list[str]:
+        gate = PriorityGate(1, hold_s=0.2)
+        await gate.acquire(2)
+        gate.release(2)  # held for priority 2 for 0.2 s
+        gate.block_from(1)
+        order: list[str] = []
+
+        async def job(name: str, prio: int) -> None:
+            await gate.acquire(prio)
+            order.append(name)
+            gate.release(prio)
+
+        blocked = [asyncio.create_task(job("preview", 1)), asyncio.create_task(job("enhance", 2))]
+        await asyncio.sleep(0.3)  # past the hold: the slot must be free, not handed down
+        assert order == []
+        await asyncio.wait_for(job("ingest", 0), 1)
+        gate.block_from(None)
+        await asyncio.wait_for(asyncio.gather(*blocked), 1)
+        return order
+
+    assert asyncio.run(main()) == ["ingest", "preview", "enhance"]
+
+
+def test_slots_never_exceed_the_count_under_blocking_churn() -> None:
+    """Random acquire/release/block cycles: never more holders than slots, nobody starves."""
+    import random
+
+    async def main(seed: int) -> int:
+        rng = random.Random(seed)
+        gate = PriorityGate(2, hold_s=0.005)
+        holding = 0
+        peak = 0
+        done = 0
+
+        async def job(prio: int) -> None:
+            nonlocal holding, peak, done
+            await gate.acquire(prio)
+            holding += 1
+            peak = max(peak, holding)
+            await asyncio.sleep(rng.random() * 0.01)
+            holding -= 1
+            gate.release(prio)
+            done += 1
+
+        tasks = [asyncio.create_task(job(rng.randrange(3))) for _ in range(120)]
+        for _ in range(30):
+            await asyncio.sleep(0.005)
+            gate.block_from(rng.choice([None, 1, 2]))
+        gate.block_from(None)
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        assert peak <= 2, f"seed {seed}: {peak} holders of 2 slots"
+        return done
+
+    for seed in range(5):
+        assert asyncio.run(main(seed)) == 120
