@@ -32,6 +32,11 @@ from .topics import Job, Topics
 
 log = logging.getLogger("streams.app")
 
+MAX_POLL_RECORDS = 50
+# Headroom above faust's pressure mark (maxsize / 1.25) for a whole fetch: 20% of 500 is 100.
+STREAM_BUFFER = 500
+assert STREAM_BUFFER - STREAM_BUFFER / 1.25 > MAX_POLL_RECORDS
+
 HANDLERS: dict[Job, Handler] = {
     Job.PREVIEW: preview.handle,
     Job.INGEST: ingest.handle,
@@ -116,9 +121,16 @@ def create_app(
         broker_commit_interval=1.0,
         # On stop, commit what was acked; do not wait for buffered records (redelivered).
         stream_wait_empty=False,
-        # Small buffers: fetched-but-unstarted records are what a priority pause cannot stop.
-        stream_buffer_maxsize=max(8, 2 * settings.worker.concurrency),
-        broker_max_poll_records=50,
+        # A priority pause holds lower-priority records at the job gate, never by pausing
+        # fetching: faust drops records fetched for a paused partition after the position
+        # has passed them, and resuming needed a seek that could skip one. Instead the
+        # buffers are large enough that faust's own flow control (stop fetching a partition
+        # whose buffer is under pressure, at maxsize / 1.25) always acts before a buffer is
+        # full: a full one blocks the one fetch loop of every topic, and the paused topic's
+        # buffer would then starve the very topic whose lag holds the pause (a wedge).
+        # Records are events of a few hundred bytes; images never sit in a buffer.
+        broker_max_poll_records=MAX_POLL_RECORDS,
+        stream_buffer_maxsize=STREAM_BUFFER,
         datadir=Path(tempfile.gettempdir()) / f"prophoto-faust-{os.getpid()}",
     )
     storage = LocalStorage(settings.storage.root)
@@ -173,20 +185,8 @@ def _background(app: faust.App, rt: WorkerRuntime) -> None:
     def assignment() -> set[Any]:
         return set(app.consumer.assignment())
 
-    async def resume(tps: list[Any], committed: dict[tuple[str, int], int]) -> None:
-        # faust drops records fetched for a partition that is paused while the fetch is in
-        # flight, and the consumer position has moved past them; seek back to the first
-        # record not yet handed to an agent before fetching resumes, or they are lost.
-        consumer: Any = app.consumer
-        for tp in tps:
-            read = consumer._read_offset.get(tp)
-            target = read + 1 if read is not None else committed.get((tp.topic, tp.partition))
-            if target is not None:
-                await consumer.seek(tp, target)
-        consumer.resume_partitions(tps)
-
     async def watch() -> None:
-        await rt.watch(assignment, app.consumer.pause_partitions, resume)
+        await rt.watch(assignment)
 
     for task in (watch, rt.listen_for_restart, rt.serve_health):
         app.task(task)

@@ -4,7 +4,8 @@ the restart broadcast, and a liveness endpoint.
 - Priority: all agents of a worker share ``concurrency`` job slots through a priority gate,
   so a free slot always goes to the highest-priority job waiting; and while a higher-
   priority topic has lag above ``priority_lag_threshold`` on this worker's partitions,
-  fetching from lower-priority topics is paused, so their records do not pile up in memory.
+  lower-priority jobs do not start even for a free slot. Their records wait in bounded
+  stream buffers (faust stops fetching a partition whose buffer is under pressure).
 - Graceful stop (SIGTERM/SIGINT, a job limit, ``restart``): no new job starts, in-flight
   jobs finish within the grace period, faust commits what was acked and leaves the group.
   A second signal stops at once; unfinished records are redelivered to the next owner.
@@ -22,7 +23,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -203,8 +204,7 @@ class WorkerRuntime:
             self._shutdown()
 
     # -- periodic checks ----------------------------------------------------------------
-    async def watch(self, assignment: Callable[[], set[Any]], pause: Callable[[list[Any]], None],
-                    resume: Callable[[list[Any], dict[tuple[str, int], int]], Awaitable[None]]) -> None:
+    async def watch(self, assignment: Callable[[], set[Any]]) -> None:
         """Limits, priority pauses and stop-when-empty, once a second."""
         lag_reader = LagReader(self.kafka)
         try:
@@ -217,8 +217,8 @@ class WorkerRuntime:
                 got = await asyncio.to_thread(lag_reader.lags, tps)
                 if got is None:
                     continue  # broker slow or away: decide next time
-                lags, committed = got
-                await self._apply_priority(tps, lags, committed, pause, resume)
+                lags, _ = got
+                self._apply_priority(lags)
                 if (self.limits.stop_when_empty and self.in_flight == 0
                         and sum(lags.values()) == 0):
                     self.request_stop("--stop-when-empty: no lag on the assigned partitions")
@@ -237,11 +237,10 @@ class WorkerRuntime:
                 self.request_stop(f"--memory: resident {rss_mb:.0f} MB over {lim.memory_mb:g} MB",
                                   EXIT_MEMORY)
 
-    async def _apply_priority(
-        self, tps: list[Any], lags: dict[tuple[str, int], int], committed: dict[tuple[str, int], int],
-        pause: Callable[[list[Any]], None],
-        resume: Callable[[list[Any], dict[tuple[str, int], int]], Awaitable[None]],
-    ) -> None:
+    def _apply_priority(self, lags: dict[tuple[str, int], int]) -> None:
+        """Hold back lower-priority jobs at the gate while a higher-priority job topic has
+        lag. Fetching is never paused (see STREAM_BUFFER in app.py): their records wait in
+        the stream buffers, and faust stops fetching a partition whose buffer fills."""
         if len(self.jobs) < 2:
             return
         lag_by_job = {job: 0 for job in self.jobs}
@@ -260,18 +259,8 @@ class WorkerRuntime:
         want_paused = {self.topics.job(j) for j in lower} | {self.topics.retry(j) for j in lower}
         if want_paused != self.paused:
             log.info("priority: paused %s", sorted(want_paused) or "nothing")
-        released = self.paused - want_paused
         self.paused = want_paused
-        # Records already fetched must not start either, or buffered lower-priority jobs
-        # slip in whenever the higher-priority stream is between fetches.
         self.gate.block_from(blocked_from)
-        to_pause = [tp for tp in tps if tp.topic in want_paused]
-        # Resume only what we paused: faust pauses partitions for its own reasons too.
-        to_resume = [tp for tp in tps if tp.topic in released]
-        if to_pause:
-            pause(to_pause)
-        if to_resume:
-            await resume(to_resume, committed)
 
     # -- restart broadcast --------------------------------------------------------------
     async def listen_for_restart(self) -> None:
