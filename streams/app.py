@@ -1,5 +1,6 @@
 """Builds the faust app for one worker: the job agents it was asked for, their retry agents,
-and a sender that publishes through faust's producer (flushed before every offset commit).
+and a sender that publishes through faust's idempotent producer and hands back each
+record's delivery, which the runner awaits before the source record is acked.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import signal
 import ssl
 import tempfile
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -82,8 +84,13 @@ class FaustSender:
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, *,
         partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        await self._topic(topic).send(key=key, value=value, partition=partition, headers=headers)
+    ) -> Awaitable[Any]:
+        # faust's send returns once the record is queued; what it returns is the delivery,
+        # which the runner awaits before the source record may be acked
+        delivery: Awaitable[Any] = await self._topic(topic).send(
+            key=key, value=value, partition=partition, headers=headers
+        )
+        return delivery
 
 
 def raw_topic(app: faust.App, name: str) -> Any:
@@ -133,6 +140,11 @@ def create_app(
         stream_buffer_maxsize=STREAM_BUFFER,
         datadir=Path(tempfile.gettempdir()) / f"prophoto-faust-{os.getpid()}",
     )
+    # acks=all and the idempotent producer (faust only sets them for transactions): a
+    # record the runner counts as delivered is on every in-sync replica, and a retried
+    # produce is not written twice.
+    producer: Any = app.producer
+    producer._settings_extra = lambda: {"acks": "all", "enable_idempotence": True}
     storage = LocalStorage(settings.storage.root)
     try:
         storage.ensure()

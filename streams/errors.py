@@ -8,7 +8,8 @@
     │   └── SourceMissing        the uploaded file is not there
     └── TransientError           retried with backoff, dead-lettered when tries run out
         ├── StorageUnavailable   the storage root cannot be read or written
-        └── JobTimeout           the job ran past the worker's --timeout
+        ├── JobTimeout           the job ran past the worker's --timeout
+        └── DeliveryFailed       the broker refused or never acknowledged a record the job owes
 
 Errors from ``imaging`` carry their own ``retriable`` flag; anything unknown is treated as
 transient (it may be a hiccup), so it is retried and then dead-lettered, never lost.
@@ -51,6 +52,10 @@ class StorageUnavailable(TransientError):
 
 class JobTimeout(TransientError):
     """A job ran longer than the configured timeout and was cancelled."""
+
+
+class DeliveryFailed(TransientError):
+    """A record the job owes (output, trace, retry, dead letter) was not acknowledged."""
 
 
 def is_retriable(exc: BaseException) -> bool:

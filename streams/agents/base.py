@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from imaging import Attempt, Imager
 
 from .. import codec, deadletter, headers, retry
-from ..errors import InvalidHeader, JobTimeout
+from ..errors import DeliveryFailed, InvalidHeader, JobTimeout
 from ..events import JobEvent
 from ..settings import Settings
 from ..storage import LocalStorage
@@ -50,12 +50,16 @@ Handler = Callable[[Any, "Services"], JobResult]
 
 
 class Sender(Protocol):
-    """What the runner needs to publish: faust's producer in a worker, a fake in unit tests."""
+    """What the runner needs to publish: faust's producer in a worker, a fake in unit tests.
+
+    ``send`` returns once the record is queued; the awaitable it returns completes when the
+    broker acknowledged it and raises when the broker refused it or never answered.
+    """
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, *,
         partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
-    ) -> None: ...
+    ) -> Awaitable[Any]: ...
 
 
 @dataclass
@@ -107,16 +111,18 @@ class JobRunner:
             event = codec.decode_job(self.job, rec.value)
             uuid = event.uuid
             result = await self._run(event)
+            attempt = state.prior_attempts + 1
+            sent = [await self.sender.send(out.topic, out.key, out.value) for out in result.outputs]
+            sent += await self._trace(event, result.attempts, attempt, rec)
+            # The commit rule: the job counts as done only once the broker holds every
+            # record it owes; a refusal is a failure like any other, routed to retry.
+            await confirm(sent)
         except asyncio.CancelledError:
             raise  # shutdown: not acked, redelivered to whoever takes the partition
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             outcome = await self._route(rec, event, uuid, exc, state, start)
             self._log(rec, uuid, state.prior_attempts + 1, start, outcome, error=exc)
             return outcome
-        attempt = state.prior_attempts + 1
-        for out in result.outputs:
-            await self.sender.send(out.topic, out.key, out.value)
-        await self._trace(event, result.attempts, attempt, rec)
         self.s.stats["processed"] += 1
         self._log(rec, uuid, attempt, start, "ok", note=result.note)
         return "ok"
@@ -172,7 +178,7 @@ class JobRunner:
             Attempt(kind, type(exc).__name__, 1, False, round((time.perf_counter() - start) * 1000, 3),
                     str(exc)[:500])
         )
-        await self._trace(event, attempts, attempt, rec, uuid=uuid)
+        sent = await self._trace(event, attempts, attempt, rec, uuid=uuid)
         carry = {k: v for k, v in rec.headers.items() if k.startswith("x-ingest-")}
         if isinstance(decision, retry.Retry):
             carry.update({
@@ -185,10 +191,11 @@ class JobRunner:
                 retry.H_ORIGINAL_TIMESTAMP: str(origin.timestamp_ms),
                 retry.H_LAST_ERROR: f"{type(exc).__name__}: {exc}"[:500],
             })
-            await self.sender.send(
+            sent.append(await self.sender.send(
                 self.s.topics.retry(self.job), rec.key, rec.value, partition=rec.partition,
                 headers=[(k, v.encode()) for k, v in carry.items()],
-            )
+            ))
+            await confirm(sent)  # raises: _route sends all of it again
             self.s.stats["retried"] += 1
             return "retry"
         dlt_headers = deadletter.build_headers(
@@ -196,10 +203,11 @@ class JobRunner:
             attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
             last_failure_ms=now_ms(), replay_of=rec.headers.get(deadletter.H_REPLAY_OF),
         )
-        await self.sender.send(
+        sent.append(await self.sender.send(
             self.s.topics.dead_letter(self.job), rec.key, rec.value, partition=rec.partition,
             headers=dlt_headers,
-        )
+        ))
+        await confirm(sent)
         self.s.stats["dead_lettered"] += 1
         if event is None:
             self.s.stats["invalid"] += 1
@@ -208,9 +216,10 @@ class JobRunner:
     async def _trace(
         self, event: JobEvent | None, attempts: list[Attempt], attempt: int, rec: Record,
         uuid: str | None = None,
-    ) -> None:
+    ) -> list[Awaitable[Any]]:
         image_uuid = event.uuid if event is not None else uuid
         uploaded_at = getattr(event, "uploaded_at", None)
+        sent: list[Awaitable[Any]] = []
         for a in attempts:
             try:
                 trace = TraceEvent(
@@ -226,9 +235,10 @@ class JobRunner:
                 if image_uuid:  # without a valid UUID (undecodable record) the dead letter is all
                     log.warning("trace of %s dropped, it does not validate: %s", image_uuid, exc)
                 continue
-            await self.sender.send(
+            sent.append(await self.sender.send(
                 self.s.topics.traces, trace.image_uuid.encode(), trace.model_dump_json().encode()
-            )
+            ))
+        return sent
 
     def _log(
         self, rec: Record, uuid: str, attempt: int, start: float, outcome: str,
@@ -245,6 +255,16 @@ class JobRunner:
             fields["note"] = note
         level = logging.INFO if outcome == "ok" else logging.WARNING
         log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
+
+
+async def confirm(sent: list[Awaitable[Any]]) -> None:
+    """Wait for every broker acknowledgment; the first refusal raises DeliveryFailed."""
+    results = await asyncio.gather(*sent, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        first = errors[0]
+        raise DeliveryFailed(f"{len(errors)} of {len(sent)} record(s) not acknowledged by the broker: "
+                             f"{type(first).__name__}: {first}"[:500])
 
 
 def worker_id(configured: str) -> str:

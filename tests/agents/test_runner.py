@@ -27,9 +27,20 @@ class FakeSender:
         self.sent: list[dict[str, Any]] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, *,
-                   partition: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+                   partition: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[None]:
         self.sent.append({"topic": topic, "key": key, "value": value, "partition": partition,
                           "headers": dl.headers_to_dict(headers)})
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        error = self.refuse(topic)
+        if error is None:
+            delivery.set_result(None)
+        else:
+            delivery.set_exception(error)
+        return delivery
+
+    def refuse(self, topic: str) -> Exception | None:
+        return None
 
     def to(self, topic: str) -> list[dict[str, Any]]:
         return [s for s in self.sent if s["topic"] == topic]
@@ -196,3 +207,42 @@ def test_forged_not_before_waits_at_most_the_backoff_bound() -> None:
     assert retry_delay_s({retry.H_NOT_BEFORE: "soon"}, now_ms, max_s=2.0) == 0.0
     assert retry_delay_s({retry.H_NOT_BEFORE: str(now_ms + 500)}, now_ms, max_s=2.0) == 0.5
     assert retry_delay_s({}, now_ms, max_s=2.0) == 0.0
+
+
+class RefusingSender(FakeSender):
+    """The broker refuses every record for some topics (too large, not authorized)."""
+
+    def __init__(self, *topics: str, times: int = 10**9) -> None:
+        super().__init__()
+        self.topics, self.left = set(topics), times
+
+    def refuse(self, topic: str) -> Exception | None:
+        if topic in self.topics and self.left > 0:
+            self.left -= 1
+            return RuntimeError(f"[Error 10] MessageSizeTooLargeError: {topic}")
+        return None
+
+
+def test_an_output_the_broker_refuses_is_not_a_success(services: Services) -> None:
+    from streams.agents.base import Output
+
+    sender = RefusingSender("images")
+    runner = JobRunner(Job.PREVIEW, lambda e, s: JobResult(outputs=[Output("images", b"k", b"v")]),
+                       services, sender)
+    assert run(runner, record(good_value())) == "retry"
+    [r] = sender.to("ingest-preview.retry")
+    assert "DeliveryFailed" in r["headers"][retry.H_LAST_ERROR]
+    assert "MessageSizeTooLarge" in r["headers"][retry.H_LAST_ERROR]
+    assert services.stats["processed"] == 0
+
+
+def test_a_refused_dead_letter_is_sent_again_until_acknowledged(services: Services) -> None:
+    sender = RefusingSender("ingest-preview.dlq", times=2)
+    runner = JobRunner(Job.PREVIEW, lambda e, s: JobResult(), services, sender)
+
+    async def main() -> str:
+        return await asyncio.wait_for(runner.process(record(b"{not json")), 10)
+
+    assert asyncio.run(main()) == "dead_letter"
+    assert len(sender.to("ingest-preview.dlq")) == 3  # two refused, the third acknowledged
+    assert services.stats["route_errors"] == 2

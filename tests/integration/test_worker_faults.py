@@ -72,3 +72,34 @@ def test_full_lower_priority_buffers_do_not_wedge_the_worker(
                              f"{sum(st.enhanced_path(u.uuid).exists() for u in ups)}/{n} enhances "
                              f"after {time.monotonic() - started:.0f} s\n{w.output()[-3000:]}"))
     assert w.wait(60) == 0, w.output()[-2000:]
+
+
+def test_a_record_the_broker_refuses_is_never_committed_past(
+    make_settings, start_worker, tmp_path: Path
+) -> None:
+    """The images record of an ingest is refused (the topic allows 200-byte records):
+    the ingest must not count as done; it goes round its retries and ends a dead letter
+    naming the refusal, and only then is its offset committed."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from streams.failed import DeadLetters
+
+    settings, topics, st = _setup(make_settings, kafka={"partitions": 1}, worker={"tries": 2})
+    admin = AdminClient(settings.kafka.confluent_config())
+    entry = ConfigEntry("max.message.bytes", "200",
+                        incremental_operation=AlterConfigOpType.SET)
+    res = ConfigResource("topic", topics.images, incremental_configs=[entry])
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result(timeout=10)
+    [up] = _uploads(st, tmp_path, 1)
+    _publish(settings, topics.job(Job.INGEST), [ingest_request(up)])
+    w = start_worker(settings, "--topics", "ingest")
+    store = DeadLetters(settings.kafka, topics)
+    entries = wait_until(lambda: [e for e in store.entries() if e.uuid == up.uuid], 90,
+                         lambda: w.output()[-3000:])
+    [e] = entries
+    assert "DeliveryFailed" in e.error_class and "TooLarge" in e.error_message, (e.error_class, e.error_message)
+    ingest = topics.job(Job.INGEST)
+    wait_until(lambda: _committed(settings, ingest, 1) == _end_offsets(settings, ingest, 1), 30,
+               "the ingest offset committed after its dead letter")
+    assert st.original_path(up.uuid, up.original_filename).exists()  # nothing of it lost
