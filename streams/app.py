@@ -184,8 +184,8 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
             event.message.incref()
             if retrying:
                 await _wait_not_before(rec, runner.s.settings.worker.backoff_max_s)
-            async with rt.slot(runner.job):
-                await runner.process(rec)
+            async with rt.slot(runner.job) as slot:
+                await runner.process(rec, slot)
             event.message.decref()  # done: let faust's ack through
 
     app.agent(

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a command failed (the message says why), 2 bad usage,
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -105,7 +106,8 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
     Start more processes with the same settings to share the partitions. On SIGTERM or
     SIGINT the worker finishes its jobs in flight, commits and leaves the group; a second
     signal stops it at once. Exit codes: 0 stopped normally (signal, a limit, restart),
-    12 over --memory (let the supervisor restart it), 1 could not start.
+    12 over --memory, 13 every job thread stuck past --timeout (let the supervisor restart
+    it), 1 could not start.
 
     Example: prophoto-ingest worker --topics ingest,ingest-preview --concurrency 4 --max-jobs 1000
     """
@@ -151,6 +153,12 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
         services.executor.shutdown(wait=False, cancel_futures=True)
     click.echo(f"worker {services.worker_id}: stopped ({runtime.stop_reason or 'shutdown'}), "
                f"{runtime.done} jobs, exit {runtime.exit_code}", err=True)
+    if runtime.stuck:
+        # Interpreter exit would join the stuck job threads and never return; the offsets
+        # are committed and the group left by now, so leave without them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(runtime.exit_code)
     sys.exit(runtime.exit_code)
 
 

@@ -10,7 +10,8 @@ the restart broadcast, and a liveness endpoint.
   jobs finish within the grace period, faust commits what was acked and leaves the group.
   A second signal stops at once; unfinished records are redelivered to the next owner.
 - Exit codes: 0 a normal stop (signal, --once, --max-jobs, --max-time, --stop-when-empty,
-  restart); 12 resident memory over --memory (the supervisor restarts it).
+  restart); 12 resident memory over --memory, 13 every job thread stuck past --timeout
+  (the supervisor restarts it either way).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,14 @@ log = logging.getLogger("streams.worker")
 
 EXIT_OK = 0
 EXIT_MEMORY = 12
+EXIT_STUCK = 13
+
+
+@dataclass
+class Slot:
+    """A job slot; a job whose thread outlives it (a timeout) leaves the thread here."""
+
+    thread: Future[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,8 @@ class WorkerRuntime:
         self.health_port = health_port
         self.worker_id = worker_id
         self.gate = PriorityGate(concurrency)
+        self.concurrency = concurrency
+        self.stuck = 0
         self.priority = {job: i for i, job in enumerate(jobs)}
         self.started = time.monotonic()
         self.started_wall_ms = int(time.time() * 1000)
@@ -154,21 +166,45 @@ class WorkerRuntime:
 
     # -- jobs ---------------------------------------------------------------------------
     @asynccontextmanager
-    async def slot(self, job: Job) -> AsyncIterator[None]:
+    async def slot(self, job: Job) -> AsyncIterator[Slot]:
         prio = self.priority.get(job, 99)
         await self.gate.acquire(prio)
         self.in_flight += 1
         self._idle.clear()
+        held = Slot()
         try:
-            yield
+            yield held
         finally:
             self.in_flight -= 1
             self.done += 1
             if self.in_flight == 0:
                 self._idle.set()
-            self.gate.release(prio)
+            thread = held.thread
+            if thread is not None and not thread.done():
+                self._keep_until_done(prio, thread)
+            else:
+                self.gate.release(prio)
             if self.limits.max_jobs is not None and self.done >= self.limits.max_jobs:
                 self.request_stop(f"--max-jobs {self.limits.max_jobs} reached")
+
+    def _keep_until_done(self, prio: int, thread: Future[Any]) -> None:
+        """A job past its timeout was routed, but its thread runs on (threads cannot be
+        killed): its slot stays taken until the thread ends, so the worker never runs more
+        than ``concurrency`` jobs and the next job never queues behind it for a thread.
+        When every slot is taken so, nothing can run: exit for the supervisor."""
+        loop = asyncio.get_running_loop()
+        self.stuck += 1
+
+        def freed() -> None:
+            self.stuck -= 1
+            self.gate.release(prio)
+
+        thread.add_done_callback(lambda _: loop.call_soon_threadsafe(freed))
+        log.warning("a job thread is still running past --timeout; its slot stays taken "
+                    "(%d of %d stuck)", self.stuck, self.concurrency)
+        if self.stuck >= self.concurrency:
+            self.request_stop(f"all {self.concurrency} job thread(s) stuck past --timeout",
+                              EXIT_STUCK)
 
     # -- stopping -----------------------------------------------------------------------
     def bind_shutdown(self, shutdown: Callable[[], None]) -> None:

@@ -22,6 +22,7 @@ from imaging import Attempt, Imager
 from .. import codec, deadletter, headers, retry
 from ..errors import DeliveryFailed, InvalidHeader, JobTimeout
 from ..events import JobEvent
+from ..runtime import Slot
 from ..settings import Settings
 from ..storage import LocalStorage
 from ..topics import Job, Topics
@@ -98,8 +99,10 @@ class JobRunner:
         self.sender = sender
         self.topic = services.topics.job(job)
 
-    async def process(self, rec: Record) -> str:
-        """Handle one record end to end; returns the outcome, never raises (but cancellation)."""
+    async def process(self, rec: Record, slot: Slot | None = None) -> str:
+        """Handle one record end to end; returns the outcome, never raises (but cancellation).
+
+        A job past its timeout leaves its still-running thread in ``slot``."""
         start = time.perf_counter()
         event: JobEvent | None = None
         uuid = (rec.key or b"").decode("utf-8", "replace")
@@ -110,7 +113,7 @@ class JobRunner:
                                           offset=rec.offset, timestamp_ms=rec.timestamp_ms)
             event = codec.decode_job(self.job, rec.value)
             uuid = event.uuid
-            result = await self._run(event)
+            result = await self._run(event, slot)
             attempt = state.prior_attempts + 1
             sent = [await self.sender.send(out.topic, out.key, out.value) for out in result.outputs]
             sent += await self._trace(event, result.attempts, attempt, rec)
@@ -127,14 +130,17 @@ class JobRunner:
         self._log(rec, uuid, attempt, start, "ok", note=result.note)
         return "ok"
 
-    async def _run(self, event: JobEvent) -> JobResult:
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.s.executor, self.handler, event, self.s)
+    async def _run(self, event: JobEvent, slot: Slot | None) -> JobResult:
+        thread = self.s.executor.submit(self.handler, event, self.s)
         try:
-            return await asyncio.wait_for(fut, timeout=self.s.settings.worker.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(thread),
+                                          timeout=self.s.settings.worker.timeout_s)
         except TimeoutError:
             # The thread cannot be killed; it finishes in the background and its atomic
-            # writes land whole or not at all. The job itself is retried.
+            # writes land whole or not at all. The job itself is retried; the slot keeps
+            # the thread, so the next job does not wait for it (runtime.Slot).
+            if slot is not None:
+                slot.thread = thread
             raise JobTimeout(
                 f"job ran longer than {self.s.settings.worker.timeout_s:g} s and was abandoned"
             ) from None

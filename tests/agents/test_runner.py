@@ -246,3 +246,94 @@ def test_a_refused_dead_letter_is_sent_again_until_acknowledged(services: Servic
     assert asyncio.run(main()) == "dead_letter"
     assert len(sender.to("ingest-preview.dlq")) == 3  # two refused, the third acknowledged
     assert services.stats["route_errors"] == 2
+
+
+# -- a job past its timeout keeps its slot until its thread ends ---------------------------
+
+def _runtime(concurrency: int) -> Any:
+    from streams.runtime import Limits, WorkerRuntime
+
+    settings = Settings()
+    return WorkerRuntime(kafka=settings.kafka, topics=Topics.from_settings(settings.kafka),
+                         jobs=[Job.PREVIEW], concurrency=concurrency, grace_s=1, limits=Limits())
+
+
+def test_a_timed_out_job_keeps_its_slot_so_the_next_job_is_not_starved(tmp_path: Path) -> None:
+    """Two slots, one taken by a thread hung past its timeout: the next two jobs take
+    turns on the free thread, neither waits for a thread inside its own timeout, and no
+    more than two job threads ever run."""
+    import threading
+    import time
+
+    settings = Settings(worker={"timeout_s": 0.3}, storage={"root": tmp_path})  # type: ignore[arg-type]
+    services = Services(settings=settings, topics=Topics.from_settings(settings.kafka),
+                        storage=LocalStorage(tmp_path), imager=Imager(), worker_id="w:1",
+                        executor=ThreadPoolExecutor(2))
+    release = threading.Event()
+    lock = threading.Lock()
+    running, peak, calls = 0, 0, 0
+
+    def handler(event: Any, s: Services) -> JobResult:
+        nonlocal running, peak, calls
+        with lock:
+            running += 1
+            calls += 1
+            first = calls == 1
+            peak = max(peak, running)
+        try:
+            if first:
+                release.wait(10)  # hangs past its timeout
+            else:
+                time.sleep(0.2)  # each well inside the timeout, two in a row are not
+        finally:
+            with lock:
+                running -= 1
+        return JobResult()
+
+    rt = _runtime(2)
+    runner = JobRunner(Job.PREVIEW, handler, services, FakeSender())
+
+    async def one(offset: int) -> str:
+        async with rt.slot(Job.PREVIEW) as slot:
+            return await runner.process(record(good_value(), offset=offset), slot)
+
+    async def main() -> list[str]:
+        outcomes = [await one(1)]
+        outcomes += await asyncio.gather(one(2), one(3))
+        release.set()
+        return outcomes
+
+    # before: both later jobs got a slot, one queued for the only free thread and timed out
+    assert asyncio.run(main()) == ["retry", "ok", "ok"]
+    assert peak <= 2 and rt.stop_reason is None
+
+
+def test_worker_stops_for_its_supervisor_when_every_thread_is_stuck(tmp_path: Path) -> None:
+    import threading
+
+    from streams.runtime import EXIT_STUCK
+
+    settings = Settings(worker={"timeout_s": 0.2}, storage={"root": tmp_path})  # type: ignore[arg-type]
+    services = Services(settings=settings, topics=Topics.from_settings(settings.kafka),
+                        storage=LocalStorage(tmp_path), imager=Imager(), worker_id="w:1",
+                        executor=ThreadPoolExecutor(2))
+    release = threading.Event()
+    rt = _runtime(2)
+    runner = JobRunner(Job.PREVIEW, lambda e, s: release.wait(10) and JobResult(), services,
+                       FakeSender())
+
+    async def one(offset: int) -> str:
+        async with rt.slot(Job.PREVIEW) as slot:
+            return await runner.process(record(good_value(), offset=offset), slot)
+
+    async def main() -> list[str]:
+        outcomes = list(await asyncio.gather(one(1), one(2)))
+        await asyncio.sleep(0)
+        assert rt.stop_reason is not None and "stuck" in rt.stop_reason
+        assert rt.exit_code == EXIT_STUCK and rt.stuck == 2
+        release.set()
+        await asyncio.sleep(0.2)
+        assert rt.stuck == 0
+        return outcomes
+
+    assert asyncio.run(main()) == ["retry", "retry"]

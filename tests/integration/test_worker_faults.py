@@ -98,7 +98,8 @@ def test_a_record_the_broker_refuses_is_never_committed_past(
     entries = wait_until(lambda: [e for e in store.entries() if e.uuid == up.uuid], 90,
                          lambda: w.output()[-3000:])
     [e] = entries
-    assert "DeliveryFailed" in e.error_class and "TooLarge" in e.error_message, (e.error_class, e.error_message)
+    assert "DeliveryFailed" in e.error_class, e.error_class
+    assert "TooLarge" in e.error_message, e.error_message
     ingest = topics.job(Job.INGEST)
     wait_until(lambda: _committed(settings, ingest, 1) == _end_offsets(settings, ingest, 1), 30,
                "the ingest offset committed after its dead letter")
