@@ -26,6 +26,7 @@ from . import headers
 from .agents import enhance, ingest, preview
 from .agents.base import Handler, JobRunner, Record, Services, worker_id
 from .deadletter import headers_to_dict
+from .deliveries import DeliveryLedger
 from .errors import StorageUnavailable
 from .runtime import Limits, WorkerRuntime
 from .settings import KafkaSettings, Settings
@@ -106,7 +107,7 @@ def to_record(event: EventT[bytes]) -> Record:
     return Record(
         topic=m.topic, partition=m.partition, offset=m.offset,
         timestamp_ms=int((m.timestamp or time.time()) * 1000), key=m.key, value=m.value,
-        headers=headers_to_dict(m.headers),
+        headers=headers_to_dict(m.headers), generation=m.generation_id or 0,
     )
 
 
@@ -126,6 +127,8 @@ def create_app(
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=k.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, k.session_timeout_s / 5),
         # On stop, commit what was acked; do not wait for buffered records (redelivered).
         stream_wait_empty=False,
         # A priority pause holds lower-priority records at the job gate, never by pausing
@@ -158,6 +161,7 @@ def create_app(
         imager=Imager(ImagingConfig(**settings.imaging.model_dump())),
         worker_id=worker_id(settings.worker.id),
         executor=ThreadPoolExecutor(settings.worker.concurrency, thread_name_prefix="job"),
+        ledger=DeliveryLedger(k, topics.deliveries, max_deliveries=settings.worker.max_deliveries),
     )
     sender = FaustSender(app)
     rt = runtime or WorkerRuntime(

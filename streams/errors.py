@@ -5,7 +5,8 @@
     │   ├── InvalidEvent         undecodable bytes, schema-invalid event, bad UUID or path
     │   │   └── InvalidHeader    a malformed or out-of-range x-ingest-* control header
     │   ├── UnsafePath           a path that resolves outside the storage root
-    │   └── SourceMissing        the uploaded file is not there
+    │   ├── SourceMissing        the uploaded file is not there
+    │   └── PoisonRecord         delivered again and again without an outcome (it kills the worker)
     └── TransientError           retried with backoff, dead-lettered when tries run out
         ├── StorageUnavailable   the storage root cannot be read or written
         ├── JobTimeout           the job ran past the worker's --timeout
@@ -40,6 +41,11 @@ class UnsafePath(PermanentError):
 
 class SourceMissing(PermanentError):
     """The file an event names does not exist."""
+
+
+class PoisonRecord(PermanentError):
+    """The record was delivered ``max_deliveries`` times and each delivery died with its
+    worker (killed for memory, a crashing decoder): it is not tried again."""
 
 
 class TransientError(IngestError):

@@ -36,6 +36,10 @@ class KafkaSettings(_Group):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     request_timeout_s: float = Field(10.0, gt=0)
+    # How long the group waits for a silent worker (SIGKILL, OOM, a lost host) before its
+    # partitions go to the others; faust's default is 60 s of standstill. The broker's
+    # group.min.session.timeout.ms (6 s by default) is the floor.
+    session_timeout_s: float = Field(15.0, ge=1)
 
     def confluent_config(self) -> dict[str, Any]:
         """librdkafka configuration shared by every confluent-kafka client."""
@@ -101,6 +105,9 @@ class WorkerSettings(_Group):
     priority_lag_threshold: int = Field(0, ge=0)
     # How long a stopping worker waits for in-flight jobs; default: the job timeout.
     grace_s: float | None = Field(None, gt=0)
+    # Deliveries without an outcome (each died with its worker) before a record is a
+    # dead letter instead of another try: a poison record must not crash-loop a partition.
+    max_deliveries: int = Field(3, ge=1)
     # Port for the worker's own liveness endpoint (GET /healthz); 0 turns it off.
     health_port: int = Field(0, ge=0, le=65535)
 

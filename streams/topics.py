@@ -51,6 +51,7 @@ TRACES = "ingest-traces"
 IMAGES = "images"
 DEAD_LETTER_STATE = "ingest-dlq-state"
 CONTROL = "ingest-control"
+DELIVERIES = "ingest-deliveries"
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,10 @@ class Topics:
     def control(self) -> str:
         return self._n(CONTROL)
 
+    @property
+    def deliveries(self) -> str:
+        return self._n(DELIVERIES)
+
     def job_for_topic(self, name: str) -> Job | None:
         for job in Job:
             if name in (self.job(job), self.retry(job), self.dead_letter(job)):
@@ -131,6 +136,11 @@ class Topics:
         out.append(TopicSpec(self.images, n, compacted=True))
         out.append(TopicSpec(self.dead_letter_state, 1, compacted=True))
         out.append(TopicSpec(self.control, 1, config={"retention.ms": str(24 * 3600 * 1000)}))
+        # Delivery counts of records in flight (streams/deliveries.py): nearly every key is
+        # tombstoned within seconds, so compact often and keep tombstones an hour.
+        out.append(TopicSpec(self.deliveries, n, compacted=True, config={
+            "segment.ms": str(3600 * 1000), "delete.retention.ms": str(3600 * 1000),
+            "min.cleanable.dirty.ratio": "0.1"}))
         return out
 
 

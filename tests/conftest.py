@@ -83,7 +83,9 @@ def make_settings(
     def make(**groups: dict[str, Any]) -> Settings:
         base: dict[str, dict[str, Any]] = {
             "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix,
-                      "group_id": f"{prefix}group", "partitions": 4},
+                      "group_id": f"{prefix}group", "partitions": 4,
+                      # a killed worker's partitions move on after 6 s, not 15
+                      "session_timeout_s": 6},
             "storage": {"root": tmp_path / "storage"},
             "clickhouse": {"path": tmp_path / "traces.chdb"},
             "worker": {"backoff_base_s": 0.2, "backoff_max_s": 1.0, "timeout_s": 60},

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from imaging import Attempt, Imager
 
 from .. import codec, deadletter, headers, retry
-from ..errors import DeliveryFailed, InvalidHeader, JobTimeout
+from ..deliveries import DeliveryLedger
+from ..errors import DeliveryFailed, InvalidHeader, JobTimeout, PoisonRecord
 from ..events import JobEvent
 from ..runtime import Slot
 from ..settings import Settings
@@ -72,6 +73,7 @@ class Services:
     worker_id: str
     executor: ThreadPoolExecutor
     stats: Counter[str] = field(default_factory=Counter)
+    ledger: DeliveryLedger | None = None  # delivery counts; None in unit tests
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]
+    generation: int = 0  # the consumer generation it was fetched in (a rebalance bumps it)
 
 
 def now_ms() -> int:
@@ -108,9 +111,16 @@ class JobRunner:
         uuid = (rec.key or b"").decode("utf-8", "replace")
         # Until the headers parse, the record's own coordinates are its origin.
         state = headers.ControlState(0, 0, rec.topic, rec.partition, rec.offset, rec.timestamp_ms, 0)
+        deliveries = await self._count_delivery(rec)
         try:
             state = headers.parse_control(rec.headers, topic=rec.topic, partition=rec.partition,
                                           offset=rec.offset, timestamp_ms=rec.timestamp_ms)
+            if self.s.ledger is not None and deliveries > self.s.ledger.max_deliveries:
+                raise PoisonRecord(
+                    f"delivered {deliveries} times; the {deliveries - 1} before ended without an "
+                    f"outcome (each died with its worker: killed, out of memory or crashed), so it "
+                    f"is not run again (INGEST_WORKER__MAX_DELIVERIES={self.s.ledger.max_deliveries})"
+                )
             event = codec.decode_job(self.job, rec.value)
             uuid = event.uuid
             result = await self._run(event, slot)
@@ -124,11 +134,53 @@ class JobRunner:
             raise  # shutdown: not acked, redelivered to whoever takes the partition
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             outcome = await self._route(rec, event, uuid, exc, state, start)
+            await self._forget_delivery(rec)
             self._log(rec, uuid, state.prior_attempts + 1, start, outcome, error=exc)
             return outcome
+        await self._forget_delivery(rec)
         self.s.stats["processed"] += 1
         self._log(rec, uuid, attempt, start, "ok", note=result.note)
         return "ok"
+
+    async def _count_delivery(self, rec: Record) -> int:
+        """Count this delivery durably before the job starts; returns the count, this one
+        included. Waits (the record pinned) while the broker cannot take the count."""
+        ledger = self.s.ledger
+        if ledger is None:
+            return 1
+        await ledger.ensure_synced(rec.generation)
+        key = ledger.key(rec.topic, rec.partition, rec.offset)
+        n = ledger.delivered(key) + 1
+        pause = 0.5
+        while True:
+            try:
+                await confirm([await self.sender.send(ledger.topic, key, str(n).encode())])
+                ledger.counts[key] = n
+                return n
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker away: wait, never run uncounted
+                log.error("cannot count the delivery of %s/%d@%d (%s); retrying in %.1f s",
+                          rec.topic, rec.partition, rec.offset, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+
+    async def _forget_delivery(self, rec: Record) -> None:
+        """The record has an outcome: drop its count. Not awaited: a lost tombstone only
+        leaves one count too many, for a record that is committed and not seen again."""
+        ledger = self.s.ledger
+        if ledger is None:
+            return
+        key = ledger.key(rec.topic, rec.partition, rec.offset)
+        ledger.counts.pop(key, None)
+        try:
+            delivery = await self.sender.send(ledger.topic, key, None)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("delivery count of %s/%d@%d not cleared: %s", rec.topic, rec.partition,
+                        rec.offset, exc)
+            return
+        fut = asyncio.ensure_future(delivery)
+        fut.add_done_callback(_log_lost_tombstone)
 
     async def _run(self, event: JobEvent, slot: Slot | None) -> JobResult:
         thread = self.s.executor.submit(self.handler, event, self.s)
@@ -261,6 +313,11 @@ class JobRunner:
             fields["note"] = note
         level = logging.INFO if outcome == "ok" else logging.WARNING
         log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
+
+
+def _log_lost_tombstone(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("delivery count not cleared: %s", fut.exception())
 
 
 async def confirm(sent: list[Awaitable[Any]]) -> None:

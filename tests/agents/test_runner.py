@@ -337,3 +337,53 @@ def test_worker_stops_for_its_supervisor_when_every_thread_is_stuck(tmp_path: Pa
         return outcomes
 
     assert asyncio.run(main()) == ["retry", "retry"]
+
+
+# -- a record that kills its worker is counted before it runs ------------------------------
+
+def test_a_record_whose_deliveries_die_with_the_worker_becomes_a_dead_letter(tmp_path: Path) -> None:
+    """Three deliveries are cut off mid-job (the worker died: here, the task is cancelled
+    as a SIGKILL would end it); the fourth is not run but dead-lettered as poison."""
+    import threading
+
+    from streams.deliveries import DeliveryLedger
+
+    settings = Settings(storage={"root": tmp_path})  # type: ignore[arg-type]
+    ledger = DeliveryLedger(settings.kafka, "ingest-deliveries", max_deliveries=3)
+    ledger._synced_generation = 0  # as if it had read the ledger topic (written below)
+    services = Services(settings=settings, topics=Topics.from_settings(settings.kafka),
+                        storage=LocalStorage(tmp_path), imager=Imager(), worker_id="w:1",
+                        executor=ThreadPoolExecutor(2), ledger=ledger)
+    sender = FakeSender()
+    started = threading.Event()
+    runs: list[int] = []
+
+    def hangs(event: Any, s: Services) -> JobResult:
+        runs.append(1)
+        started.set()
+        threading.Event().wait(0.5)
+        return JobResult()
+
+    runner = JobRunner(Job.PREVIEW, hangs, services, sender)
+
+    async def killed_mid_job() -> None:
+        started.clear()
+        task = asyncio.create_task(runner.process(record(good_value())))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def main() -> str:
+        for _ in range(3):
+            await killed_mid_job()
+        return await runner.process(record(good_value()))
+
+    assert asyncio.run(main()) == "dead_letter"
+    assert len(runs) == 3, "the fourth delivery did not run"
+    counts = [s["value"] for s in sender.to("ingest-deliveries")]
+    assert counts == [b"1", b"2", b"3", b"4", None]  # each count before its run; tombstone last
+    [d] = sender.to("ingest-preview.dlq")
+    assert d["headers"][dl.H_EXC_CLASS] == "streams.errors.PoisonRecord"
+    assert "delivered 4 times" in d["headers"][dl.H_EXC_MESSAGE]
+    assert ledger.counts == {}

@@ -56,6 +56,13 @@ def test_uploads_become_trace_rows(
     sink = start_sink(settings)
     wait_sink_ready(settings, sink)
     workers = [start_worker(settings), start_worker(settings)]
+    # Upload once the group has settled: a job that runs across the second worker's join
+    # is redelivered (at least once) and would be traced twice.
+    from tests.integration.test_worker_runtime import _members
+
+    wait_until(lambda: len(_members(settings)) == 2 and all(m.assignment.topic_partitions
+                                                            for m in _members(settings)),
+               90, "both workers in the group with partitions")
 
     # A reader running the whole time, through the sink, while two workers produce traces.
     seen: list[int] = []

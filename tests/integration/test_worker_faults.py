@@ -32,10 +32,10 @@ def test_pause_and_resume_while_a_topic_is_idle_skip_nothing(
     previews published afterwards are all made (a seek one past the next record lost one
     per cycle)."""
     settings, topics, st = _setup(make_settings, kafka={"partitions": 2})
-    first = _uploads(st, tmp_path, 12)
+    first = _uploads(st, tmp_path, 20)
     w = start_worker(settings, "--topics", "ingest,ingest-preview", "--concurrency", "1")
     _publish(settings, topics.job(Job.PREVIEW), first)
-    wait_until(lambda: _done(st, first) == 12, 60, lambda: w.output()[-2000:])
+    wait_until(lambda: _done(st, first) == 20, 60, lambda: w.output()[-2000:])
     # The watch looks once a second and a commit follows within one, so not every ingest
     # is seen as lag: confirm one at a time until three pause/continue cycles happened.
     for up in first:
@@ -45,7 +45,8 @@ def test_pause_and_resume_while_a_topic_is_idle_skip_nothing(
         if w.output().count("priority: paused nothing") >= 3:
             break
     cycles = w.output().count("priority: paused nothing")
-    assert cycles >= 2, f"the test needs pause/continue cycles to mean anything; saw {cycles}"
+    assert cycles >= 2, (f"the test needs pause/continue cycles to mean anything; saw {cycles}\n"
+                         f"{w.output()[-3000:]}")
     later = _uploads(st, tmp_path, 8)
     _publish(settings, topics.job(Job.PREVIEW), later)
     wait_until(lambda: _done(st, later) == 8, 60,
@@ -104,3 +105,65 @@ def test_a_record_the_broker_refuses_is_never_committed_past(
     wait_until(lambda: _committed(settings, ingest, 1) == _end_offsets(settings, ingest, 1), 30,
                "the ingest offset committed after its dead letter")
     assert st.original_path(up.uuid, up.original_filename).exists()  # nothing of it lost
+
+
+def _ledger_counts(settings, topic: str) -> dict[bytes, bytes | None]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**settings.kafka.confluent_config(), "group.id": "ledger-reader",
+                  "enable.auto.commit": False})
+    out: dict[bytes, bytes | None] = {}
+    try:
+        md = c.list_topics(topic, timeout=10)
+        for p in md.topics[topic].partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if hi <= lo:
+                continue
+            c.assign([TopicPartition(topic, p, lo)])
+            got = lo
+            while got < hi:
+                for m in c.consume(100, timeout=1.0):
+                    if m.error() is None:
+                        out[m.key()] = m.value()
+                        got = m.offset() + 1
+    finally:
+        c.close()
+    return out
+
+
+def test_a_record_that_kills_its_worker_is_dead_lettered_and_the_partition_moves_on(
+    make_settings, start_worker, tmp_path: Path
+) -> None:
+    """An upload whose preview runs long enough to be killed: SIGKILL the worker each time
+    its delivery is counted (as the OOM killer would); after max_deliveries the next
+    delivery dead-letters it as poison, and the uploads behind it on the partition go
+    through."""
+    from PIL import Image
+
+    from streams.deliveries import delivery_key
+    from streams.failed import DeadLetters
+    from streams.uploads import stage_upload
+
+    settings, topics, st = _setup(make_settings, kafka={"partitions": 1},
+                                  worker={"max_deliveries": 2})
+    big = tmp_path / "poison.png"
+    Image.linear_gradient("L").resize((12000, 9000)).convert("RGB").save(big, compress_level=1)
+    poison = stage_upload(st, big)
+    behind = _uploads(st, tmp_path, 3)
+    _publish(settings, topics.job(Job.PREVIEW), [poison, *behind])
+    key = delivery_key(settings.kafka.group_id, topics.job(Job.PREVIEW), 0, 0)
+    for n in (1, 2):
+        w = start_worker(settings, "--topics", "ingest-preview", "--concurrency", "1")
+        wait_until(lambda n=n: _ledger_counts(settings, topics.deliveries).get(key) == str(n).encode(),
+                   60, lambda n=n, w=w: f"delivery {n} counted\n{w.output()[-2000:]}", interval=0.1)
+        w.proc.kill()
+        w.wait(10)
+        assert not st.preview_path(poison.uuid).exists(), "the job finished before the kill"
+    w = start_worker(settings, "--topics", "ingest-preview", "--concurrency", "1")
+    wait_until(lambda: _done(st, behind) == 3, 90, lambda: w.output()[-3000:])
+    [e] = [e for e in DeadLetters(settings.kafka, topics).entries() if e.uuid == poison.uuid]
+    assert e.error_class.endswith("PoisonRecord") and "delivered 3 times" in e.error_message
+    preview = topics.job(Job.PREVIEW)
+    wait_until(lambda: _committed(settings, preview, 1) == _end_offsets(settings, preview, 1), 30,
+               "committed offsets at the end offsets")
+    assert _ledger_counts(settings, topics.deliveries).get(key) is None  # tombstoned
