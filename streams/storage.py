@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,19 +92,47 @@ class LocalStorage:
     def metadata_path(self, uuid: str) -> Path:
         return self.original_dir(uuid) / "metadata.json"
 
+    def own_upload(self, uuid: str, relative: str) -> Path:
+        """The upload an event names, if it is this image's own upload slot
+        (``uploads/<shard>/<uuid><suffix>``, as ``upload_path`` makes it): an event may not
+        point a job at another image's files, the previews or the permanent area."""
+        path = self.resolve(relative)
+        if path != self.upload_path(uuid, path.name) or path.stem != uuid:
+            raise UnsafePath(f"path {relative!r} is not the upload of {uuid} "
+                             f"(expected {UPLOADS}/{shard(uuid)}/{uuid}.<ext>)")
+        return path
+
     def source_for(self, uuid: str, relative: str) -> Path:
-        """The file to read for a job: the upload, or the permanent original once ingested."""
-        upload = self.resolve(relative)
-        if upload.is_file():
+        """The file to read for a job: the image's own upload, or its own permanent original
+        once ingested. Nothing else, and no symlink (one could point anywhere in the root)."""
+        upload = self.own_upload(uuid, relative)
+        if self._confined_file(upload, self.root / UPLOADS / shard(uuid)):
             return upload
         d = self.original_dir(uuid)
         if d.is_dir():
             for p in sorted(d.glob("original*")):
-                if p.is_file():
+                if self._confined_file(p, d):
                     return p
         if not self.root.is_dir():
             raise StorageUnavailable(f"storage root {self.root} is not available")
         raise SourceMissing(f"no file at {relative!r} and no permanent original for {uuid}")
+
+    def _confined_file(self, path: Path, folder: Path) -> bool:
+        """Is ``path`` a regular file, itself no symlink, in ``folder`` as it really is?"""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _wrap_os_error(exc, f"cannot read {self.relative(path)}") from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"{self.relative(path)} is a symlink; jobs read only real files")
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        if os.path.realpath(path.parent) != os.path.realpath(folder) or \
+                not os.path.realpath(folder).startswith(os.path.realpath(self.root) + os.sep):
+            raise UnsafePath(f"{self.relative(path)} lies outside its area (a symlinked folder)")
+        return True
 
     # -- writes ----------------------------------------------------------------------
     @contextmanager

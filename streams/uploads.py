@@ -35,7 +35,7 @@ def stage_upload(storage: LocalStorage, src: Path, *, owner_id: str | None = Non
 
 def unstage_upload(storage: LocalStorage, event: UploadReceived) -> None:
     """Remove a staged upload whose event could not be published."""
-    storage.resolve(event.path).unlink(missing_ok=True)
+    storage.own_upload(event.uuid, event.path).unlink(missing_ok=True)
     _sidecar(storage, event.uuid).unlink(missing_ok=True)
 
 

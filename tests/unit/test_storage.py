@@ -56,7 +56,76 @@ def test_unwritable_storage_is_transient(tmp_path: Path) -> None:
 def test_source_falls_back_to_permanent_original(tmp_path: Path) -> None:
     st = LocalStorage(tmp_path)
     st.ensure()
+    own = f"uploads/0b/6f/{UID}.jpg"
     with pytest.raises(SourceMissing):
-        st.source_for(UID, "uploads/0b/6f/missing.jpg")
+        st.source_for(UID, own)
     st.write_bytes(st.original_path(UID, "a.jpg"), b"data")
-    assert st.source_for(UID, "uploads/0b/6f/missing.jpg") == st.original_path(UID, "a.jpg")
+    assert st.source_for(UID, own) == st.original_path(UID, "a.jpg")
+
+
+OTHER = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+@pytest.fixture
+def two_images(tmp_path: Path) -> LocalStorage:
+    """UID has an upload; OTHER is ingested (permanent original) and has a preview."""
+    st = LocalStorage(tmp_path / "root")
+    st.ensure()
+    st.write_bytes(st.upload_path(UID, "a.jpg"), b"mine")
+    st.write_bytes(st.original_path(OTHER, "b.jpg"), b"theirs")
+    st.write_bytes(st.preview_path(OTHER), b"their preview")
+    return st
+
+
+@pytest.mark.parametrize("rel", [
+    f"originals/7c/9e/{OTHER}/original.jpg",  # another image's permanent original
+    f"previews/7c/9e/{OTHER}.jpg",  # the previews area
+    f"uploads/7c/9e/{OTHER}.jpg",  # another image's upload slot
+    f"uploads/0b/6f/{UID}.jpg/../../x",  # (refused at the edge too)
+    "uploads/0b/6f/other-name.jpg",  # not this image's name
+    f"uploads/0b/6f/{UID}.verylongsuffix",  # not a name upload_path makes
+    f"uploads/{UID}.jpg",  # not sharded
+])
+def test_a_job_reads_only_its_own_upload(two_images: LocalStorage, rel: str) -> None:
+    with pytest.raises(UnsafePath, match=r"not the upload of|not allowed"):
+        two_images.source_for(UID, rel)
+
+
+def test_a_symlink_in_the_uploads_area_is_refused_even_inside_the_root(two_images: LocalStorage) -> None:
+    st = two_images
+    link = st.upload_path(UID, "a.jpg")
+    link.unlink()
+    os.symlink(st.original_path(OTHER, "b.jpg"), link)
+    with pytest.raises(UnsafePath, match="symlink"):
+        st.source_for(UID, st.relative(link))
+
+
+def test_a_symlinked_shard_folder_is_refused(two_images: LocalStorage, tmp_path: Path) -> None:
+    st = two_images
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / f"{UID}.jpg").write_bytes(b"planted")
+    shard_dir = st.upload_path(UID, "a.jpg").parent
+    for p in shard_dir.iterdir():
+        p.unlink()
+    shard_dir.rmdir()
+    os.symlink(elsewhere, shard_dir)
+    with pytest.raises(UnsafePath):
+        st.source_for(UID, f"uploads/0b/6f/{UID}.jpg")
+
+
+def test_the_own_original_is_read_once_the_upload_is_gone(two_images: LocalStorage) -> None:
+    st = two_images
+    assert st.source_for(UID, f"uploads/0b/6f/{UID}.jpg") == st.upload_path(UID, "a.jpg")
+    st.upload_path(UID, "a.jpg").unlink()
+    st.write_bytes(st.original_path(UID, "a.jpg"), b"mine, ingested")
+    assert st.source_for(UID, f"uploads/0b/6f/{UID}.jpg") == st.original_path(UID, "a.jpg")
+
+
+def test_a_symlinked_original_is_refused(two_images: LocalStorage) -> None:
+    st = two_images
+    st.upload_path(UID, "a.jpg").unlink()
+    st.original_dir(UID).mkdir(parents=True)
+    os.symlink(st.original_path(OTHER, "b.jpg"), st.original_path(UID, "a.jpg"))
+    with pytest.raises(UnsafePath, match="symlink"):
+        st.source_for(UID, f"uploads/0b/6f/{UID}.jpg")
