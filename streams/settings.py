@@ -40,6 +40,8 @@ class KafkaSettings(_Group):
     # partitions go to the others; faust's default is 60 s of standstill. The broker's
     # group.min.session.timeout.ms (6 s by default) is the floor.
     session_timeout_s: float = Field(15.0, ge=1)
+    # retention.ms of the dead-letter topics: -1 keeps a failure until someone resolves it.
+    dead_letter_retention_ms: int = Field(-1, ge=-1)
 
     def confluent_config(self) -> dict[str, Any]:
         """librdkafka configuration shared by every confluent-kafka client."""

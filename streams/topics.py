@@ -29,6 +29,9 @@ class TopicSpec:
     priority: int = 99  # lower drains first; only job topics have a real one
     compacted: bool = False
     config: dict[str, str] = field(default_factory=dict)
+    # Config keys an existing topic must have as declared (checked at start): for topics
+    # whose records may not silently expire.
+    enforced: tuple[str, ...] = ()
 
     def kafka_config(self) -> dict[str, str]:
         conf = dict(self.config)
@@ -61,9 +64,13 @@ class Topics:
     prefix: str
     partitions: int
 
+    # How long an unresolved dead letter is kept (ms); -1: until it is resolved.
+    dead_letter_retention_ms: int = -1
+
     @classmethod
     def from_settings(cls, kafka: KafkaSettings) -> Topics:
-        return cls(prefix=kafka.topic_prefix, partitions=kafka.partitions)
+        return cls(prefix=kafka.topic_prefix, partitions=kafka.partitions,
+                   dead_letter_retention_ms=kafka.dead_letter_retention_ms)
 
     def _n(self, base: str) -> str:
         return f"{self.prefix}{base}"
@@ -127,14 +134,20 @@ class Topics:
     def specs(self) -> list[TopicSpec]:
         n = self.partitions
         out: list[TopicSpec] = []
+        # Dead letters wait for an operator (failed / replay / forget), however long that
+        # takes: the broker's default 7 days would delete unresolved failures.
+        kept = {"retention.ms": str(self.dead_letter_retention_ms), "retention.bytes": "-1",
+                "cleanup.policy": "delete"}
         for prio, job in enumerate(Job):
             out.append(TopicSpec(self.job(job), n, priority=prio))
             out.append(TopicSpec(self.retry(job), n, priority=prio))
-            out.append(TopicSpec(self.dead_letter(job), n))
+            out.append(TopicSpec(self.dead_letter(job), n, config=kept,
+                                 enforced=("retention.ms", "cleanup.policy")))
         out.append(TopicSpec(self.traces, n))
         out.append(TopicSpec(self.traces_dead_letter, n))
         out.append(TopicSpec(self.images, n, compacted=True))
-        out.append(TopicSpec(self.dead_letter_state, 1, compacted=True))
+        out.append(TopicSpec(self.dead_letter_state, 1, compacted=True,
+                             enforced=("cleanup.policy",)))
         out.append(TopicSpec(self.control, 1, config={"retention.ms": str(24 * 3600 * 1000)}))
         # Delivery counts of records in flight (streams/deliveries.py): nearly every key is
         # tombstoned within seconds, so compact often and keep tombstones an hour.
@@ -189,12 +202,12 @@ class TopicMismatch(RuntimeError):
 
 
 def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
-    """Create missing topics; raise TopicMismatch if an existing one has other partitions.
+    """Create missing topics; raise TopicMismatch if an existing one has other partitions
+    or, for topics whose records must not expire, other retention or cleanup settings.
 
     Returns the names created.
     """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(kafka.confluent_config())
     md = admin.list_topics(timeout=timeout)
@@ -212,8 +225,20 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
             )
     if problems:
         raise TopicMismatch("; ".join(problems))
-    if not missing:
-        return []
+    created = _create(admin, kafka, missing, timeout) if missing else []
+    # Checked after creating: a topic another process made meanwhile is checked too.
+    problems = _config_problems(
+        admin, kafka, [s for s in specs if s.enforced and s.name not in created], timeout
+    )
+    if problems:
+        raise TopicMismatch("; ".join(problems))
+    return created
+
+
+def _create(admin: Any, kafka: KafkaSettings, missing: list[TopicSpec], timeout: float) -> list[str]:
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
     futures = admin.create_topics(
         [
             NewTopic(s.name, s.partitions, kafka.replication_factor, config=s.kafka_config())
@@ -232,3 +257,43 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
             if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a racing worker made it
                 raise
     return created
+
+
+def _config_problems(admin: Any, kafka: KafkaSettings, specs: list[TopicSpec],
+                     timeout: float) -> list[str]:
+    """Existing topics whose enforced settings differ from the declaration, each with the
+    command that fixes it."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    by_name = {s.name: s for s in specs}
+    problems: list[str] = []
+    for name, spec in by_name.items():
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                [fut] = admin.describe_configs([ConfigResource("topic", name)],
+                                               request_timeout=timeout).values()
+                current = fut.result(timeout=timeout)
+                break
+            except KafkaException as exc:
+                # a topic made a moment ago (by a racing worker) may not be known yet
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or \
+                        time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        want = spec.kafka_config()
+        wrong = {k: want[k] for k in spec.enforced
+                 if k in want and (current.get(k) is None or current[k].value != want[k])}
+        if wrong:
+            have = ", ".join(f"{k}={current[k].value if k in current else '?'}" for k in wrong)
+            fix = ",".join(f"{k}={v}" for k, v in wrong.items())
+            problems.append(
+                f"topic {spec.name!r} has {have}, declared {fix}: its records could be deleted "
+                f"before anyone resolves them; fix it with: kafka-configs.sh --bootstrap-server "
+                f"{kafka.bootstrap_servers} --alter --entity-type topics --entity-name {spec.name} "
+                f"--add-config {fix}"
+            )
+    return problems

@@ -132,3 +132,33 @@ def test_confirm_twice_is_idempotent(
     assert len(originals) == 1
     records = read_topic(settings, topics.images, expect=2)
     assert len(records) == 2 and records[0].value() == records[1].value() == first
+
+
+def test_dead_letters_are_kept_until_resolved(settings: Settings) -> None:
+    """Read back from the broker: the dead-letter topics never expire their records and
+    the resolution topic is compacted; a dead-letter topic made with the broker's default
+    retention is reported at start with the command that fixes it."""
+    import pytest
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+
+    from streams.topics import TopicMismatch, ensure_topics
+
+    topics = Topics.from_settings(settings.kafka)
+    admin = AdminClient(settings.kafka.confluent_config())
+    wrong = topics.dead_letter(Job.ENHANCE)
+    ensure_topics(settings.kafka, [s for s in topics.specs() if s.name != wrong])
+    admin.create_topics([NewTopic(wrong, settings.kafka.partitions, 1)])[wrong].result(10)
+    with pytest.raises(TopicMismatch) as exc:
+        ensure_topics(settings.kafka, topics.specs())
+    msg = str(exc.value)
+    assert f"topic {wrong!r} has retention.ms=604800000" in msg
+    assert f"--entity-name {wrong} --add-config retention.ms=-1" in msg
+    names = [topics.dead_letter(j) for j in Job if j is not Job.ENHANCE] + [topics.dead_letter_state]
+    res = admin.describe_configs([ConfigResource("topic", n) for n in names])
+    for r, fut in res.items():
+        conf = fut.result(10)
+        if r.name == topics.dead_letter_state:
+            assert conf["cleanup.policy"].value == "compact"
+        else:
+            assert conf["retention.ms"].value == "-1" and conf["retention.bytes"].value == "-1"
+            assert conf["cleanup.policy"].value == "delete"
