@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,3 +42,35 @@ def logging_config(level: str, as_json: bool) -> dict[str, Any]:
                                  "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["default"]},
     }
+
+
+class LibrdkafkaLog:
+    """Where librdkafka's log lines go (the ``logger`` of every confluent-kafka client):
+    through our logging, not raw to stderr. The first line of each condition (facility and
+    text, numbers and timings aside) is a WARNING, so the CLI shows one clear line per
+    condition before its own error; repeats and the rest are DEBUG (``--log-level DEBUG``)."""
+
+    _digits = re.compile(r"\d+")
+
+    def __init__(self, name: str = "streams.librdkafka", remember: int = 256) -> None:
+        self.log_ = logging.getLogger(name)
+        self._seen: dict[str, None] = {}
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        text = msg % args if args else msg
+        # "FAIL [rdkafka#producer-1] [thrd:...]: 127.0.0.1:1/bootstrap: Connect ... failed"
+        fac, _, rest = text.partition(" ")
+        detail = rest.split("]: ", 2)[-1]
+        condition = self._digits.sub("#", f"{fac} {detail}")
+        with self._lock:
+            first = level >= logging.WARNING and condition not in self._seen
+            if first:
+                self._seen[condition] = None
+                if len(self._seen) > self._remember:
+                    self._seen.pop(next(iter(self._seen)))
+        self.log_.log(logging.WARNING if first else logging.DEBUG, "kafka: %s", detail if first else text)
+
+
+LIBRDKAFKA_LOG = LibrdkafkaLog()

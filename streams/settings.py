@@ -45,9 +45,12 @@ class KafkaSettings(_Group):
 
     def confluent_config(self) -> dict[str, Any]:
         """librdkafka configuration shared by every confluent-kafka client."""
+        from .logs import LIBRDKAFKA_LOG
+
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol.lower(),
+            "logger": LIBRDKAFKA_LOG,
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism

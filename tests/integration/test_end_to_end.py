@@ -99,6 +99,30 @@ def test_upload_with_the_broker_down_fails_clearly_and_leaves_nothing(tmp_path: 
     assert src.exists()
 
 
+def test_the_cli_prints_one_line_per_kafka_condition_not_librdkafkas_raw_log(tmp_path: Path) -> None:
+    """With the broker down librdkafka logs a connect failure every few hundred ms; the CLI
+    shows it once, through our logging, then its own error. (Raw lines look like
+    ``%3|1796154790.358|FAIL|rdkafka#producer-1| ...`` and bypass Python entirely.)"""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, settings_env
+
+    settings = Settings(kafka={"bootstrap_servers": "127.0.0.1:1", "request_timeout_s": 3},  # type: ignore[arg-type]
+                        storage={"root": tmp_path / "st"})  # type: ignore[arg-type]
+    src = make_jpeg(tmp_path / "a.jpg", (100, 80))
+    proc = subprocess.run([sys.executable, "-m", "streams", "upload", str(src)], cwd=ROOT,
+                          env={**os.environ, **settings_env(settings)}, capture_output=True,
+                          text=True, timeout=60, check=False)
+    err = proc.stderr.splitlines()
+    assert proc.returncode == 3, proc.stderr
+    assert not [line for line in err if line.startswith("%")], proc.stderr
+    refused = [line for line in err if "Connection refused" in line]
+    assert len(refused) == 1, proc.stderr
+    assert "publish failed (is the broker reachable?)" in proc.stderr
+
+
 def test_partition_mismatch_is_reported_clearly(settings: Settings) -> None:
     import pytest
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
