@@ -44,9 +44,11 @@ except ImportError:
 FAST_ENCODER = _jpegenc is not None
 
 # What Pillow's plugins raise on hostile bytes; anything else is a bug of ours and propagates.
+# (RuntimeError: pillow-heif's and the AVIF plugin's "Failed to decode frame"; it covers
+# RecursionError too.)
 _DECODE_ERRORS = (
     OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
-    ZeroDivisionError, zlib.error, OverflowError, MemoryError, RecursionError,
+    ZeroDivisionError, zlib.error, OverflowError, MemoryError, RuntimeError,
 )
 # errno values that mean the storage, not the file, is the problem.
 _STORAGE_ERRNOS = {
@@ -83,6 +85,9 @@ def classified(name: str) -> Iterator[None]:
         if exc.errno in _STORAGE_ERRNOS:
             raise StorageUnavailable(f"{name}: cannot read: {exc.strerror or exc}") from None
         raise CorruptImage(f"{name}: {exc}") from None
+    except NotImplementedError as exc:
+        # a variant of a known format Pillow has no decoder for (a DDS pixel format, ...)
+        raise UnsupportedFormat(f"{name}: this variant of the format is not supported ({exc})") from None
     except _DECODE_ERRORS as exc:
         raise CorruptImage(f"{name}: undecodable ({type(exc).__name__}: {exc})") from None
 

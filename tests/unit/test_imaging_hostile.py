@@ -128,12 +128,48 @@ def mpo_bytes() -> bytes:
     return buf.getvalue()
 
 
-SEEDS = {"jpeg": jpeg_bytes((96, 64)), "mpo": mpo_bytes(), "png": b"", "gif": b"", "tiff": b"",
-         "webp": b""}
-for _fmt in ("png", "gif", "tiff", "webp"):
+def dds_unknown_fourcc() -> bytes:
+    """A DDS whose pixel format Pillow does not implement (it raises NotImplementedError)."""
+    buf = io.BytesIO()
+    Image.new("RGBA", (16, 16), 120).save(buf, "DDS")
+    data = bytearray(buf.getvalue())
+    struct.pack_into("<I", data, 80, 0x4)  # DDPF_FOURCC
+    data[84:88] = b"ZZZZ"
+    return bytes(data)
+
+
+# One seed per format Pillow (and pillow-heif) can open and write here: the fuzz mutates
+# each, and whatever a plugin raises on the result must come out classified.
+_MODES = {"GIF": "P", "PCX": "RGB", "BMP": "RGB", "TGA": "RGB", "ICO": "RGBA", "JPEG2000": "RGB",
+          "SGI": "RGB", "PPM": "RGB", "QOI": "RGBA", "HEIF": "RGB", "AVIF": "RGB", "DDS": "RGBA"}
+SEEDS = {"jpeg": jpeg_bytes((96, 64)), "mpo": mpo_bytes(), "dds-fourcc": dds_unknown_fourcc()}
+for _fmt in ("PNG", "GIF", "TIFF", "WEBP", "BMP", "ICO", "DDS", "TGA", "PCX", "HEIF", "AVIF",
+             "JPEG2000", "SGI", "PPM", "QOI"):
     _b = io.BytesIO()
-    Image.new("RGBA" if _fmt != "gif" else "P", (48, 32), 120).save(_b, _fmt.upper())
-    SEEDS[_fmt] = _b.getvalue()
+    Image.new(_MODES.get(_fmt, "RGBA"), (48, 32), 120).save(_b, _fmt)
+    SEEDS[_fmt.lower()] = _b.getvalue()
+
+
+def test_every_seed_decodes_before_it_is_mutated(imager: Imager, tmp_path: Path) -> None:
+    """The seeds are real images (else the fuzz only tests garbage)."""
+    readable = []
+    for name, data in SEEDS.items():
+        path = tmp_path / f"seed-{name}"
+        path.write_bytes(data)
+        try:
+            imager.preview(path)
+            readable.append(name)
+        except ImagingError:
+            pass
+    assert set(SEEDS) - set(readable) == {"dds-fourcc"}, readable
+
+
+def test_a_format_variant_pillow_does_not_implement_is_unsupported(imager: Imager, tmp_path: Path) -> None:
+    path = tmp_path / "x.dds"
+    path.write_bytes(SEEDS["dds-fourcc"])
+    with pytest.raises(UnsupportedFormat, match="not supported") as exc:
+        imager.preview(path)
+    assert exc.value.attempts
 
 
 @st.composite
@@ -156,7 +192,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 # Pillow warns about odd EXIF and such; in a worker that is a log line. pytest's
 # filterwarnings=error would turn it into an exception no worker ever sees.
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=mutated())
 def test_mutated_bytes_never_escape_unclassified(imager: Imager, tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.bin"
