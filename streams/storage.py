@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -140,7 +141,8 @@ class LocalStorage:
         """Yield a temp path beside ``dest``; rename it over ``dest`` when the block succeeds."""
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+            fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.{_WRITER}.",
+                                            suffix=".tmp")
             os.close(fd)
         except OSError as exc:
             raise _wrap_os_error(exc, f"cannot write {self.relative(dest)}") from exc
@@ -152,6 +154,28 @@ class LocalStorage:
             raise _wrap_os_error(exc, f"cannot write {self.relative(dest)}") from exc
         finally:
             tmp.unlink(missing_ok=True)
+        self.sweep(dest)
+
+    def sweep(self, *dests: Path) -> int:
+        """Remove temp files beside ``dests`` left by writers on this host that died mid-write
+        (a SIGKILL between the temp write and the rename). A writer still alive, or one on
+        another host sharing the volume, keeps its temp file. Returns how many went."""
+        removed = 0
+        for dest in dests:
+            try:
+                siblings = list(dest.parent.glob(f".{dest.name}.*.tmp"))
+            except OSError:
+                continue
+            for tmp in siblings:
+                writer = _writer_of(tmp.name[len(dest.name) + 2:])
+                if writer is None or writer[0] != _HOST or _alive(writer[1]):
+                    continue
+                try:
+                    tmp.unlink()
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
 
     def write_bytes(self, dest: Path, data: bytes) -> None:
         with self.atomic_path(dest) as tmp, open(tmp, "wb") as fh:
@@ -177,6 +201,27 @@ class LocalStorage:
                 raise SourceMissing(f"file vanished while copying: {src}") from None
             shutil.copystat(src, tmp, follow_symlinks=False)
         return digest.hexdigest()
+
+
+_HOST = socket.gethostname().replace(".", "_")[:64]
+_WRITER = f"{_HOST}-{os.getpid()}"
+
+
+def _writer_of(rest: str) -> tuple[str, int] | None:
+    """``<host>-<pid>.<random>.tmp`` -> (host, pid); None for a name not made by us."""
+    head = rest.split(".", 1)[0]
+    host, sep, pid = head.rpartition("-")
+    return (host, int(pid)) if sep and pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, someone else's
+    return True
 
 
 def sha256_file(path: Path) -> str:

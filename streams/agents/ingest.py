@@ -28,6 +28,7 @@ def handle(event: IngestRequested, s: Services) -> JobResult:
     done = _already_ingested(s, event, dest) if src == dest else None
     if done is not None:
         # A redelivery after the job finished: publish the very same record again.
+        st.sweep(dest, st.metadata_path(event.uuid))
         return JobResult(attempts=[Attempt("storage", "already_stored", 1, True, 0.0)],
                          outputs=[Output(s.topics.images, event.key, done)],
                          note="duplicate delivery: original and metadata already stored")

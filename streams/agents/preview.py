@@ -19,7 +19,9 @@ def handle(event: UploadReceived, s: Services) -> JobResult:
     preview, thumb = s.storage.preview_path(event.uuid), s.storage.thumbnail_path(event.uuid)
     if preview.is_file() and thumb.is_file():
         # Redelivered after a crash between the write and the offset commit: the outputs
-        # are whole (atomic renames) and deterministic, so the job is already done.
+        # are whole (atomic renames) and deterministic, so the job is already done; only a
+        # write the crash cut off may have left its temp file.
+        s.storage.sweep(preview, thumb)
         return JobResult(attempts=[Attempt("storage", "already_stored", 1, True, 0.0)],
                          note="duplicate delivery: outputs already stored")
     src = s.storage.source_for(event.uuid, event.path)

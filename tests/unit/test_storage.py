@@ -129,3 +129,27 @@ def test_a_symlinked_original_is_refused(two_images: LocalStorage) -> None:
     os.symlink(st.original_path(OTHER, "b.jpg"), st.original_path(UID, "a.jpg"))
     with pytest.raises(UnsafePath, match="symlink"):
         st.source_for(UID, f"uploads/0b/6f/{UID}.jpg")
+
+
+def test_a_temp_file_of_a_writer_that_died_is_swept_one_alive_is_kept(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    st = LocalStorage(tmp_path)
+    dest = st.preview_path(UID)
+    dest.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname().replace(".", "_")[:64]
+    orphan = dest.parent / f".{dest.name}.{host}-{dead.stdout.strip()}.abc123.tmp"
+    mine = dest.parent / f".{dest.name}.{host}-{os.getpid()}.def456.tmp"
+    elsewhere = dest.parent / f".{dest.name}.otherhost-1.ghi789.tmp"
+    for p in (orphan, mine, elsewhere):
+        p.write_bytes(b"half")
+    st.write_bytes(dest, b"whole")  # a successful write sweeps its dead siblings
+    assert not orphan.exists()
+    assert mine.exists() and elsewhere.exists()
+    assert dest.read_bytes() == b"whole"
+    orphan.write_bytes(b"half")
+    assert st.sweep(dest) == 1 and not orphan.exists()
