@@ -107,7 +107,7 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
     SIGINT the worker finishes its jobs in flight, commits and leaves the group; a second
     signal stops it at once. Exit codes: 0 stopped normally (signal, a limit, restart),
     12 over --memory, 13 every job thread stuck past --timeout (let the supervisor restart
-    it), 1 could not start.
+    it), 3 Kafka went away while it started, 1 it could not start or stopped on its own.
 
     Example: prophoto-ingest worker --topics ingest,ingest-preview --concurrency 4 --max-jobs 1000
     """
@@ -143,15 +143,21 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
     runtime.worker_id = services.worker_id
     click.echo(f"worker {services.worker_id}: group {settings.kafka.group_id}, topics "
                + ", ".join(ctx.topics.job(j) for j in jobs), err=True)
+    fw = IngestWorker(app, runtime, loglevel=settings.log_level.lower(), quiet=True,
+                      logging_config=logging_config(settings.log_level, w.log_json))
     try:
-        IngestWorker(app, runtime, loglevel=settings.log_level.lower(), quiet=True,
-                     logging_config=logging_config(settings.log_level, w.log_json)) \
-            .execute_from_commandline()
+        fw.execute_from_commandline()
     except SystemExit:
         pass
     finally:
         services.executor.shutdown(wait=False, cancel_futures=True)
-    click.echo(f"worker {services.worker_id}: stopped ({runtime.stop_reason or 'shutdown'}), "
+    if runtime.stop_reason is None:
+        # Nobody asked it to stop (signal, limit, restart): faust gave up, e.g. the broker
+        # went away while it started. Say so, and exit non-zero for the supervisor.
+        crash = getattr(app, "_crash_reason", None) or getattr(fw, "_crash_reason", None)
+        runtime.stop_reason = f"stopped on its own: {crash!r}" if crash else "stopped on its own"
+        runtime.exit_code = EXIT_KAFKA if _kafka_trouble(crash) else EXIT_FAILED
+    click.echo(f"worker {services.worker_id}: stopped ({runtime.stop_reason}), "
                f"{runtime.done} jobs, exit {runtime.exit_code}", err=True)
     if runtime.stuck:
         # Interpreter exit would join the stuck job threads and never return; the offsets
@@ -160,6 +166,12 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
         sys.stderr.flush()
         os._exit(runtime.exit_code)
     sys.exit(runtime.exit_code)
+
+
+def _kafka_trouble(exc: BaseException | None) -> bool:
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, (KafkaError, ConnectionError)) or "Kafka" in type(exc).__name__
 
 
 @main.command()
