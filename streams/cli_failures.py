@@ -124,8 +124,10 @@ def replay(ctx: Ctx, ids: tuple[str, ...], topics: tuple[str, ...], error: str |
         return
     with _kafka_failures(), click.progressbar(length=len(entries), label="replaying",
                                               file=sys.stderr) as bar:
-        store.replay(entries, rate=rate, progress=lambda _e: bar.update(1))
-    click.echo(f"replayed {len(entries)}")
+        sent = store.replay(entries, rate=rate, progress=lambda _e: bar.update(1))
+    skipped = len(entries) - len(sent)
+    click.echo(f"replayed {len(sent)}" + (f" ({skipped} resolved meanwhile or by an earlier, "
+                                          "interrupted replay: not sent again)" if skipped else ""))
 
 
 @click.command()

@@ -146,8 +146,9 @@ class DeadLetters:
         self.topics = topics
 
     # -- state ----------------------------------------------------------------------
-    def resolved(self) -> dict[str, dict[str, object]]:
-        out: dict[str, dict[str, object]] = {}
+    def states(self) -> dict[str, dict[str, Any]]:
+        """The latest state record per dead-letter id (resolved, or replaying)."""
+        out: dict[str, dict[str, Any]] = {}
         for m in read_all(self.kafka, [self.topics.dead_letter_state]):
             key = m.key().decode()
             value = m.value()
@@ -155,10 +156,16 @@ class DeadLetters:
                 out.pop(key, None)  # tombstone: reopened
                 continue
             try:
-                out[key] = json.loads(value)
+                body = json.loads(value)
             except ValueError:
                 continue
+            if isinstance(body, dict):
+                out[key] = body
         return out
+
+    def resolved(self) -> dict[str, dict[str, Any]]:
+        """Ids whose latest state is resolved; a replay under way leaves them open."""
+        return {k: v for k, v in self.states().items() if v.get("status") == RESOLVED}
 
     def entries(self, *, include_resolved: bool = False) -> list[DeadLetterEntry]:
         """Dead letters, newest copy per id, with the poison flag; unresolved by default."""
@@ -175,14 +182,17 @@ class DeadLetters:
         return sorted(keep, key=lambda e: (e.failed_at, e.id))
 
     def resolve(self, ids: Iterable[str], how: str, by: str = "cli") -> int:
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
         n = 0
         with EventProducer(self.kafka) as p:
             for i in ids:
-                body = {"id": i, "status": "resolved", "how": how, "at": now, "by": by}
-                p.send(self.topics.dead_letter_state, i.encode(), json.dumps(body).encode())
+                self._mark(p, i, RESOLVED, how=how, by=by)
                 n += 1
         return n
+
+    def _mark(self, p: EventProducer, dead_letter_id: str, status: str, **extra: Any) -> None:
+        body = {"id": dead_letter_id, "status": status,
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds"), **extra}
+        p.send(self.topics.dead_letter_state, dead_letter_id.encode(), json.dumps(body).encode())
 
     # -- replay ---------------------------------------------------------------------
     def clear(self, group: str, topic: str, *, apply: bool) -> dict[int, int]:
@@ -231,30 +241,158 @@ class DeadLetters:
 
     def replay(
         self, entries: list[DeadLetterEntry], *, dry_run: bool = False, rate: float | None = None,
-        progress: Callable[[DeadLetterEntry], None] | None = None,
+        progress: Callable[[DeadLetterEntry], None] | None = None, by: str = "cli",
     ) -> list[DeadLetterEntry]:
-        """Re-publish each entry to its source topic, then mark it resolved."""
+        """Re-publish each entry to its source topic and mark it resolved, one at a time.
+
+        Interruptible: an entry is marked ``replaying`` before its send and ``resolved`` once
+        the send is confirmed, so a rerun sends only what is still open; an entry left
+        ``replaying`` by an interrupted run is resolved if its replayed record reached the
+        source topic, else sent. One resolved meanwhile (``forget``, ``flush``, another
+        replay) is skipped. Returns the entries replayed by this call.
+        """
         if dry_run or not entries:
             return entries
         interval = 1.0 / rate if rate else 0.0
-        with EventProducer(self.kafka) as p:
+        done: list[DeadLetterEntry] = []
+        with StateTail(self.kafka, self.topics.dead_letter_state) as state, \
+                EventProducer(self.kafka) as p:
             for e in entries:
-                headers = {k: v for k, v in e.headers.items() if k.startswith("x-ingest-")
-                           and k not in _DLQ_ONLY}
-                headers[retry.H_ATTEMPT] = str(e.attempts)
-                headers[retry.H_ROUND_BASE] = str(e.attempts)
-                headers[dl.H_REPLAY_OF] = e.id
-                for k in (retry.H_NOT_BEFORE, retry.H_ORIGINAL_TOPIC, retry.H_ORIGINAL_PARTITION,
-                          retry.H_ORIGINAL_OFFSET, retry.H_ORIGINAL_TIMESTAMP, retry.H_FIRST_FAILURE):
-                    headers.pop(k, None)
-                p.send(e.source_topic, e.key, e.value, headers=[(k, v.encode()) for k, v in headers.items()])
+                state.refresh()
+                current = state.get(e.id)
+                if current.get("status") == RESOLVED:
+                    continue  # resolved while we went: that wins
+                if current.get("status") == REPLAYING and self._replayed_since(e, current):
+                    self._mark(p, e.id, RESOLVED, how="replay", by=by)
+                    p.flush()
+                    continue
+                self._mark(p, e.id, REPLAYING, by=by)
+                p.flush()
+                p.send(e.source_topic, e.key, e.value, headers=replay_headers(e))
+                p.flush()
+                self._mark(p, e.id, RESOLVED, how="replay", by=by)
+                p.flush()
+                done.append(e)
                 if progress:
                     progress(e)
                 if interval:
-                    p.flush()
                     time.sleep(interval)
-        self.resolve([e.id for e in entries], "replay")
-        return entries
+        return done
+
+    def _replayed_since(self, e: DeadLetterEntry, state: dict[str, Any]) -> bool:
+        """Did a replay of ``e`` reach its source topic after the ``replaying`` mark?"""
+        from .topics import partition_for
+
+        try:
+            since_ms = int(datetime.fromisoformat(str(state.get("at"))).timestamp() * 1000)
+        except ValueError:
+            since_ms = 0
+        c = _consumer(self.kafka)
+        try:
+            md = c.list_topics(e.source_topic, timeout=self.kafka.request_timeout_s)
+            meta = md.topics.get(e.source_topic)
+            if meta is None or meta.error is not None or e.key is None:
+                return False
+            part = partition_for(e.key, len(meta.partitions))
+            [start] = c.offsets_for_times([TopicPartition(e.source_topic, part, since_ms)],
+                                          timeout=self.kafka.request_timeout_s)
+            if start.offset < 0:
+                return False  # nothing written since the mark
+            _, hi = c.get_watermark_offsets(TopicPartition(e.source_topic, part),
+                                            timeout=self.kafka.request_timeout_s)
+            c.assign([TopicPartition(e.source_topic, part, start.offset)])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                for m in c.consume(500, timeout=0.5):
+                    if m.error() is not None:
+                        continue
+                    hdrs: Any = m.headers()
+                    if dl.headers_to_dict(hdrs).get(dl.H_REPLAY_OF) == e.id:
+                        return True
+                    if (m.offset() or 0) + 1 >= hi:
+                        return False
+            raise KafkaUnavailable(f"timed out looking for the replay of {e.id} in {e.source_topic}")
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"Kafka error: {exc}") from exc
+        finally:
+            c.close()
+
+
+RESOLVED = "resolved"
+REPLAYING = "replaying"
+
+
+def replay_headers(e: DeadLetterEntry) -> list[tuple[str, bytes]]:
+    """The control headers a replayed record carries: the attempts so far as the new round's
+    base (a fresh tries budget), a link back to the dead letter, no stale retry state."""
+    headers = {k: v for k, v in e.headers.items() if k.startswith("x-ingest-") and k not in _DLQ_ONLY}
+    headers[retry.H_ATTEMPT] = str(e.attempts)
+    headers[retry.H_ROUND_BASE] = str(e.attempts)
+    headers[dl.H_REPLAY_OF] = e.id
+    for k in (retry.H_NOT_BEFORE, retry.H_ORIGINAL_TOPIC, retry.H_ORIGINAL_PARTITION,
+              retry.H_ORIGINAL_OFFSET, retry.H_ORIGINAL_TIMESTAMP, retry.H_FIRST_FAILURE):
+        headers.pop(k, None)
+    return [(k, v.encode()) for k, v in headers.items()]
+
+
+class StateTail:
+    """The resolution topic read to its end, then followed: a long replay sees a ``forget``
+    made while it runs."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.state: dict[str, dict[str, Any]] = {}
+        self._c = _consumer(kafka)
+        self._assigned = False
+
+    def __enter__(self) -> StateTail:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._c.close()
+
+    def get(self, dead_letter_id: str) -> dict[str, Any]:
+        return self.state.get(dead_letter_id, {})
+
+    def refresh(self) -> None:
+        """Read what was written to the resolution topic since the last refresh."""
+        try:
+            if not self._assigned:
+                md = self._c.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
+                meta = md.topics.get(self.topic)
+                parts = sorted(meta.partitions) if meta is not None and meta.error is None else []
+                self._c.assign([TopicPartition(self.topic, p, 0) for p in parts])
+                self._assigned = True
+            ends = {}
+            for tp in self._c.assignment():
+                _, hi = self._c.get_watermark_offsets(tp, timeout=self.kafka.request_timeout_s,
+                                                      cached=False)
+                ends[tp.partition] = hi
+            deadline = time.monotonic() + self.kafka.request_timeout_s * 3
+            while any(self._position(p) < hi for p, hi in ends.items()):
+                if time.monotonic() > deadline:
+                    raise KafkaUnavailable(f"timed out reading {self.topic}")
+                for m in self._c.consume(1000, timeout=0.5):
+                    if m.error() is not None:
+                        continue
+                    key = (m.key() or b"").decode()
+                    value = m.value()
+                    if value is None:
+                        self.state.pop(key, None)
+                        continue
+                    try:
+                        body = json.loads(value)
+                    except ValueError:
+                        continue
+                    if isinstance(body, dict):
+                        self.state[key] = body
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"Kafka error: {exc}") from exc
+
+    def _position(self, partition: int) -> int:
+        [pos] = self._c.position([TopicPartition(self.topic, partition)])
+        return pos.offset if pos.offset >= 0 else 0
 
 
 _DLQ_ONLY = {dl.H_ID, dl.H_REASON, dl.H_ATTEMPTS, dl.H_WORKER, dl.H_FIRST_FAILURE, dl.H_LAST_FAILURE,

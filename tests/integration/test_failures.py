@@ -211,3 +211,61 @@ def test_reconciliation_every_upload_processed_or_failed(make_settings, start_wo
     assert processed.isdisjoint(failed)
     assert processed | failed == {e.uuid for e in events}
     assert failed == {e.uuid for i, e in enumerate(events) if i % 4 == 3}
+
+
+def test_replay_killed_halfway_then_rerun_sends_each_once_and_a_forget_holds(
+    make_settings, tmp_path: Path
+) -> None:
+    """20 dead letters replayed at --rate 5; the replay is SIGKILLed after about two
+    seconds, and one entry not replayed yet is forgotten meanwhile. A second replay sends
+    the rest: every entry reaches its source topic exactly once, the forgotten one never."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid as uuid_mod
+
+    from tests.conftest import ROOT, settings_env
+
+    settings, topics, _ = _setup(make_settings)
+    base_ms = 1_790_000_000_000
+    ids: list[str] = []
+    with EventProducer(settings.kafka) as p:
+        for i in range(20):
+            key = str(uuid_mod.uuid4()).encode()
+            origin = dl.Origin(topic=topics.job(Job.PREVIEW), partition=0, offset=i, timestamp_ms=base_ms)
+            headers = dl.build_headers(origin=origin, group=settings.kafka.group_id,
+                                       exc=RuntimeError("boom"), reason="permanent", attempts=1,
+                                       worker="w:1", first_failure_ms=base_ms,
+                                       last_failure_ms=base_ms + i * 1000, replay_of=None)
+            p.send(topics.dead_letter(Job.PREVIEW), key, b"{}", headers=headers)
+            ids.append(dl.dead_letter_id(origin.topic, 0, i))
+    env = {**os.environ, **settings_env(settings)}
+    replay = [sys.executable, "-m", "streams", "replay", "all", "--rate", "5"]
+    first = subprocess.Popen(replay, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(1.0)
+    assert cli(settings, "forget", ids[-1]).exit_code == 0  # the last one: not replayed yet
+    time.sleep(1.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    replayed_before = _replays(settings, topics)
+    assert 0 < len(replayed_before) < 19, f"the kill should land mid-replay: {len(replayed_before)} sent"
+    second = subprocess.run(replay, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert second.returncode == 0, second.stdout + second.stderr
+    counts = _replays(settings, topics)
+    assert set(counts) == set(ids[:-1]), sorted(set(ids) ^ set(counts))
+    assert all(n == 1 for n in counts.values()), {k: n for k, n in counts.items() if n != 1}
+    assert DeadLetters(settings.kafka, topics).entries() == []
+    assert DeadLetters(settings.kafka, topics).resolved()[ids[-1]]["how"] == "forget"
+
+
+def _replays(settings: Settings, topics: Topics) -> dict[str, int]:
+    """Replayed records on the preview topic, counted per dead-letter id."""
+    from collections import Counter
+
+    from streams.failed import read_all
+
+    return dict(Counter(dl.headers_to_dict(m.headers()).get(dl.H_REPLAY_OF)
+                        for m in read_all(settings.kafka, [topics.job(Job.PREVIEW)])))
