@@ -183,6 +183,28 @@ class LocalStorage:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def write_once(self, dest: Path, data: bytes) -> bytes:
+        """Write ``dest`` unless it exists; returns what ``dest`` holds afterwards (``data``,
+        or what a concurrent writer put there first). Atomic like ``write_bytes``."""
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.{_WRITER}.",
+                                            suffix=".tmp")
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.link(tmp, dest)  # fails if dest exists: the first writer wins
+                return data
+            except FileExistsError:
+                return dest.read_bytes()
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _wrap_os_error(exc, f"cannot write {self.relative(dest)}") from exc
+
     def write_json(self, dest: Path, obj: Any) -> None:
         self.write_bytes(dest, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 

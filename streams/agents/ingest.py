@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imaging import Attempt
 
+from ..errors import SourceMissing
 from ..events import ImageRecord, IngestRequested
 from ..storage import sha256_file
 from .base import JobResult, Output, Services
@@ -29,14 +30,25 @@ def handle(event: IngestRequested, s: Services) -> JobResult:
     if done is not None:
         # A redelivery after the job finished: publish the very same record again.
         st.sweep(dest, st.metadata_path(event.uuid))
-        return JobResult(attempts=[Attempt("storage", "already_stored", 1, True, 0.0)],
-                         outputs=[Output(s.topics.images, event.key, done)],
-                         note="duplicate delivery: original and metadata already stored")
+        return _duplicate(s, event, done, "original and metadata already stored")
     if src == dest:
         sha = sha256_file(dest)
         note = "original already in permanent storage (redelivery)"
     else:
-        sha = st.copy_in(src, dest)
+        try:
+            sha = st.copy_in(src, dest)
+        except SourceMissing:
+            # A concurrent run of the same request (a rebalance, two deliveries in flight)
+            # finished and removed the upload while this one opened it.
+            done = _already_ingested(s, event, dest)
+            if done is None:
+                raise
+            return _duplicate(s, event, done, "a concurrent run ingested it first")
+        # ... or finished while this one copied: its record stands (one ingested_at).
+        done = _already_ingested(s, event, dest)
+        if done is not None:
+            src.unlink(missing_ok=True)
+            return _duplicate(s, event, done, "a concurrent run ingested it first")
     attempts = [store_attempt("permanent_copy", start, dest.stat().st_size)]
     meta = s.imager.metadata(dest)
     attempts.extend(meta.attempts)
@@ -53,7 +65,14 @@ def handle(event: IngestRequested, s: Services) -> JobResult:
         metadata=meta.metadata.as_json(),
     )
     payload = record.model_dump_json().encode()
-    st.write_bytes(st.metadata_path(event.uuid), payload)
+    stored = st.write_once(st.metadata_path(event.uuid), payload)
+    if stored != payload:
+        if _describes(stored, sha):
+            # a concurrent run wrote its record first: that one stands, byte for byte
+            if src != dest:
+                src.unlink(missing_ok=True)
+            return _duplicate(s, event, stored, "a concurrent run ingested it first")
+        st.write_bytes(st.metadata_path(event.uuid), payload)  # a stale record of other bytes
     if src != dest:
         src.unlink(missing_ok=True)  # only now: the permanent copy and metadata are durable
     return JobResult(
@@ -61,6 +80,19 @@ def handle(event: IngestRequested, s: Services) -> JobResult:
         outputs=[Output(s.topics.images, event.key, payload)],
         note=note,
     )
+
+
+def _duplicate(s: Services, event: IngestRequested, stored: bytes, why: str) -> JobResult:
+    return JobResult(attempts=[Attempt("storage", "already_stored", 1, True, 0.0)],
+                     outputs=[Output(s.topics.images, event.key, stored)],
+                     note=f"duplicate delivery: {why}")
+
+
+def _describes(payload: bytes, sha: str) -> bool:
+    try:
+        return ImageRecord.model_validate_json(payload).sha256 == sha
+    except ValueError:
+        return False
 
 
 def _already_ingested(s: Services, event: IngestRequested, dest: Path) -> bytes | None:

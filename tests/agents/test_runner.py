@@ -387,3 +387,65 @@ def test_a_record_whose_deliveries_die_with_the_worker_becomes_a_dead_letter(tmp
     assert d["headers"][dl.H_EXC_CLASS] == "streams.errors.PoisonRecord"
     assert "delivered 4 times" in d["headers"][dl.H_EXC_MESSAGE]
     assert ledger.counts == {}
+
+
+# -- two runs of one ingest at once --------------------------------------------------------
+
+def test_an_ingest_finished_by_a_concurrent_run_is_republished_not_dead_lettered(
+    services: Services, tmp_path: Path
+) -> None:
+    """Run 2 found the upload, then run 1 finished the whole ingest (and removed the upload)
+    before run 2 could open it: run 2 republishes the stored record, unchanged."""
+    from streams.agents import ingest
+    from streams.uploads import ingest_request, stage_upload
+    from tests.integration.helpers import make_jpeg
+
+    st = services.storage
+    st.ensure()
+    up = stage_upload(st, make_jpeg(tmp_path / "in" / "a.jpg", (320, 240)))
+    event = ingest_request(up)
+    real_copy = LocalStorage.copy_in
+    first: list[JobResult] = []
+
+    def copy_after_the_other_run(self: LocalStorage, src: Path, dest: Path) -> str:
+        if not first:
+            st.copy_in = real_copy.__get__(st)  # type: ignore[method-assign]
+            first.append(ingest.handle(event, services))  # run 1, start to finish
+        return real_copy(self, src, dest)
+
+    st.copy_in = copy_after_the_other_run.__get__(st)  # type: ignore[method-assign]
+    second = ingest.handle(event, services)  # before: SourceMissing, a dead letter
+    stored = st.metadata_path(up.uuid).read_bytes()
+    assert [o.value for o in first[0].outputs] == [stored]
+    assert [o.value for o in second.outputs] == [stored]
+    assert "duplicate" in second.note
+    assert not st.resolve(up.path).exists()
+    assert sorted(p.name for p in st.original_dir(up.uuid).iterdir()) == ["metadata.json", "original.jpg"]
+
+
+def test_an_ingest_that_finishes_second_keeps_the_first_record(services: Services, tmp_path: Path) -> None:
+    """Both runs copied; run 1 wrote the metadata first: run 2 publishes that record, not a
+    second one with another ingested_at."""
+    from streams.agents import ingest
+    from streams.uploads import ingest_request, stage_upload
+    from tests.integration.helpers import make_jpeg
+
+    st = services.storage
+    st.ensure()
+    up = stage_upload(st, make_jpeg(tmp_path / "in" / "b.jpg", (320, 240)))
+    event = ingest_request(up)
+    real_copy = LocalStorage.copy_in
+    first: list[JobResult] = []
+
+    def copy_then_let_the_other_finish(self: LocalStorage, src: Path, dest: Path) -> str:
+        with open(src, "rb"):  # run 2 holds the upload open: its copy can finish
+            sha = real_copy(self, src, dest)
+            if not first:
+                st.copy_in = real_copy.__get__(st)  # type: ignore[method-assign]
+                first.append(ingest.handle(event, services))
+        return sha
+
+    st.copy_in = copy_then_let_the_other_finish.__get__(st)  # type: ignore[method-assign]
+    second = ingest.handle(event, services)
+    stored = st.metadata_path(up.uuid).read_bytes()
+    assert [o.value for o in first[0].outputs] == [stored] == [o.value for o in second.outputs]

@@ -167,3 +167,32 @@ def test_a_record_that_kills_its_worker_is_dead_lettered_and_the_partition_moves
     wait_until(lambda: _committed(settings, preview, 1) == _end_offsets(settings, preview, 1), 30,
                "committed offsets at the end offsets")
     assert _ledger_counts(settings, topics.deliveries).get(key) is None  # tombstoned
+
+
+def test_two_deliveries_of_one_ingest_in_flight_make_one_ingest_and_no_dead_letter(
+    make_settings, start_worker, tmp_path: Path
+) -> None:
+    """Each confirm is published twice back to back; two job slots on one partition run
+    both at once. Every image is ingested once, nothing is dead-lettered, and both images
+    records of a UUID are the same bytes."""
+    from collections import defaultdict
+
+    from streams.failed import DeadLetters
+    from tests.integration.helpers import read_topic
+
+    settings, topics, st = _setup(make_settings, kafka={"partitions": 1})
+    ups = _uploads(st, tmp_path, 12, size=(1200, 900))
+    requests = [ingest_request(u) for u in ups]
+    _publish(settings, topics.job(Job.INGEST), [r for r in requests for _ in (0, 1)])
+    w = start_worker(settings, "--topics", "ingest", "--concurrency", "2", "--stop-when-empty")
+    assert w.wait(120) == 0, w.output()[-3000:]
+    assert DeadLetters(settings.kafka, topics).entries() == [], w.output()[-3000:]
+    records = read_topic(settings, topics.images, expect=24)
+    by_uuid: dict[str, set[bytes]] = defaultdict(set)
+    for m in records:
+        by_uuid[m.key().decode()].add(m.value())
+    assert len(records) == 24 and all(len(v) == 1 for v in by_uuid.values()), by_uuid.keys()
+    for u in ups:
+        assert st.metadata_path(u.uuid).read_bytes() in by_uuid[u.uuid]
+        assert not st.resolve(u.path).exists()
+        assert sorted(p.name for p in st.original_dir(u.uuid).iterdir()) == ["metadata.json", "original.jpg"]
