@@ -21,7 +21,7 @@ from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
 
 # Re-exported for command modules written against cli.py; new ones import streams.clictx.
 __all__ = ["EXIT_FAILED", "EXIT_KAFKA", "Ctx", "failures", "main", "pass_ctx"]
-from .producer import EventProducer, PublishError
+from .producer import EventProducer, PublishError, broker_answers, end_offsets, keys_written_since
 from .storage import LocalStorage
 from .topics import Job, ensure_topics
 from .uploads import enhance_request, find_upload, ingest_request, stage_upload, unstage_upload
@@ -218,28 +218,58 @@ def upload(ctx: Ctx, paths: tuple[Path, ...], owner: str | None, gallery: str | 
     Example: prophoto-ingest upload photos/*.jpg --wait 60
     """
     storage = ctx.storage
+    kafka = ctx.settings.kafka
+    topic = ctx.topics.job(Job.PREVIEW)
+    if not broker_answers(kafka, kafka.request_timeout_s):
+        click.secho(f"error: no Kafka broker answered at {kafka.bootstrap_servers}; nothing "
+                    "was staged", fg="red", err=True)
+        sys.exit(EXIT_KAFKA)
     with failures():
         storage.ensure()
+        since = end_offsets(kafka, topic, kafka.request_timeout_s)
         events = [stage_upload(storage, p, owner_id=owner, gallery_id=gallery) for p in paths]
     try:
-        with EventProducer(ctx.settings.kafka) as producer:
+        with EventProducer(kafka) as producer:
             for ev in events:
-                producer.send(ctx.topics.job(Job.PREVIEW), ev.key, codec.encode(ev))
+                producer.send(topic, ev.key, codec.encode(ev))
     except PublishError as exc:
-        # Undo what was not announced, so a retry of the same command starts clean.
-        lost = [ev for ev in events if ev.key not in exc.delivered_keys]
-        for ev in lost:
-            unstage_upload(storage, ev)
-        for ev in events:
-            if ev.key in exc.delivered_keys:
-                click.echo(f"{ev.uuid}  {ev.original_filename}")
-        click.secho(f"error: {exc}\n{len(lost)} of {len(events)} files were not uploaded "
-                    "(staged copies removed); run the command again for them", fg="red", err=True)
-        sys.exit(EXIT_KAFKA)
+        _publish_failed(ctx, events, exc, since)
     for ev in events:
         click.echo(f"{ev.uuid}  {ev.original_filename}")
     if wait_s > 0:
         _wait_for(wait_s, [(ev.uuid, storage.preview_path(ev.uuid)) for ev in events], storage)
+
+
+def _publish_failed(ctx: Ctx, events: list[Any], exc: PublishError, since: dict[int, int]) -> None:
+    """Undo only what was surely not announced: a file whose event may be on the broker
+    stays, or its preview job would find no upload."""
+    from confluent_kafka import KafkaException
+
+    kafka, topic, storage = ctx.settings.kafka, ctx.topics.job(Job.PREVIEW), ctx.storage
+    delivered, uncertain = set(exc.delivered_keys), set(exc.uncertain_keys) - exc.delivered_keys
+    if uncertain:
+        try:  # ask the broker what it holds
+            found = keys_written_since(kafka, topic, since, uncertain, kafka.request_timeout_s)
+            delivered |= found
+            uncertain = set()
+        except KafkaException:
+            pass  # it does not answer: keep them
+    lost = [ev for ev in events if ev.key not in delivered and ev.key not in uncertain]
+    for ev in lost:
+        unstage_upload(storage, ev)
+    for ev in events:
+        if ev.key in delivered:
+            click.echo(f"{ev.uuid}  {ev.original_filename}")
+        elif ev.key in uncertain:
+            click.echo(f"{ev.uuid}  {ev.original_filename}  (unknown: may be published)")
+    msg = (f"error: {exc}\n{len(lost)} of {len(events)} files were not uploaded (staged copies "
+           "removed); run the command again for them")
+    if uncertain:
+        msg += (f"\n{len(uncertain)} may have been published (the broker did not confirm and does "
+                "not answer): their staged copies are kept; check with 'prophoto-ingest status' "
+                "before uploading them again")
+    click.secho(msg, fg="red", err=True)
+    sys.exit(EXIT_KAFKA)
 
 
 def _wait_for(wait_s: float, targets: list[tuple[str, Path]], storage: LocalStorage) -> None:

@@ -16,9 +16,20 @@ from .settings import KafkaSettings
 
 
 class PublishError(RuntimeError):
-    def __init__(self, message: str, delivered_keys: set[bytes] | None = None) -> None:
+    """Some sends failed. ``uncertain_keys``: the broker may have written them (the
+    delivery timed out or never reported), so whatever they announce must be kept."""
+
+    def __init__(self, message: str, delivered_keys: set[bytes] | None = None,
+                 uncertain_keys: set[bytes] | None = None) -> None:
         super().__init__(message)
         self.delivered_keys = delivered_keys or set()
+        self.uncertain_keys = uncertain_keys or set()
+
+
+# Delivery errors after which the record may still be on the broker (a produce request
+# sent, its answer lost); any other error means the broker did not write it.
+_MAYBE_WRITTEN = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT,
+                  KafkaError._TIMED_OUT_QUEUE, KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND}
 
 
 class EventProducer:
@@ -36,10 +47,15 @@ class EventProducer:
         self._errors: list[str] = []
         self.delivered: list[tuple[str, int, int]] = []
         self.delivered_keys: set[bytes] = set()
+        self.uncertain_keys: set[bytes] = set()
+        self._pending_keys: set[bytes] = set()
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self._pending_keys.discard(msg.key() or b"")
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err.str()}")
+            if err.code() in _MAYBE_WRITTEN:
+                self.uncertain_keys.add(msg.key() or b"")
         else:
             self.delivered.append((msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
             self.delivered_keys.add(msg.key() or b"")
@@ -56,6 +72,7 @@ class EventProducer:
         while True:
             try:
                 self._p.produce(topic, value=value, key=key, **kwargs)
+                self._pending_keys.add(key or b"")
                 break
             except BufferError:
                 self._p.poll(0.1)  # local queue full: let deliveries drain
@@ -66,10 +83,11 @@ class EventProducer:
         remaining = self._p.flush(self.timeout_s + 1)
         if remaining:
             self._errors.append(f"{remaining} record(s) not confirmed within {self.timeout_s:g} s")
+            self.uncertain_keys |= self._pending_keys
         if self._errors:
             errors, self._errors = self._errors, []
             raise PublishError("publish failed (is the broker reachable?): " + "; ".join(errors[:5]),
-                               set(self.delivered_keys))
+                               set(self.delivered_keys), set(self.uncertain_keys))
         done, self.delivered = self.delivered, []
         return done
 
@@ -81,3 +99,59 @@ class EventProducer:
     ) -> None:
         if et is None:
             self.flush()
+
+
+def broker_answers(kafka: KafkaSettings, timeout_s: float) -> bool:
+    """Does a broker answer a metadata request? (Before staging files for an upload.)"""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        md = AdminClient(kafka.confluent_config()).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
+def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**kafka.confluent_config(), "group.id": "prophoto-ingest-probe",
+                  "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=timeout_s)
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+                for p in md.topics[topic].partitions}
+    finally:
+        c.close()
+
+
+def keys_written_since(kafka: KafkaSettings, topic: str, since: dict[int, int], keys: set[bytes],
+                       timeout_s: float) -> set[bytes]:
+    """Which of ``keys`` the broker holds in ``topic`` after the offsets ``since``; raises
+    KafkaException when it does not answer."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    c = Consumer({**kafka.confluent_config(), "group.id": "prophoto-ingest-probe",
+                  "enable.auto.commit": False})
+    found: set[bytes] = set()
+    try:
+        ends = end_offsets(kafka, topic, timeout_s)
+        todo = {p: hi for p, hi in ends.items() if hi > since.get(p, 0)}
+        c.assign([TopicPartition(topic, p, since.get(p, 0)) for p in todo])
+        import time
+
+        deadline = time.monotonic() + timeout_s * 3
+        while todo and time.monotonic() < deadline:
+            for m in c.consume(500, timeout=0.5):
+                if m.error() is not None:
+                    continue
+                if m.key() in keys:
+                    found.add(m.key() or b"")
+                if (m.offset() or 0) + 1 >= todo.get(m.partition() or 0, 0):
+                    todo.pop(m.partition() or 0, None)
+        if todo:
+            raise KafkaException(f"timed out reading {topic}")
+    finally:
+        c.close()
+    return found

@@ -93,8 +93,7 @@ def test_upload_with_the_broker_down_fails_clearly_and_leaves_nothing(tmp_path: 
     src = make_jpeg(tmp_path / "a.jpg", (100, 80))
     res = CliRunner().invoke(main, ["upload", str(src)], env=settings_env(settings))
     assert res.exit_code == 3
-    assert "publish failed (is the broker reachable?)" in res.output
-    assert "1 of 1 files were not uploaded" in res.output
+    assert "no Kafka broker answered at 127.0.0.1:1; nothing was staged" in res.output
     assert [p for p in (tmp_path / "st" / "uploads").rglob("*") if p.is_file()] == []
     assert src.exists()
 
@@ -119,8 +118,8 @@ def test_the_cli_prints_one_line_per_kafka_condition_not_librdkafkas_raw_log(tmp
     assert proc.returncode == 3, proc.stderr
     assert not [line for line in err if line.startswith("%")], proc.stderr
     refused = [line for line in err if "Connection refused" in line]
-    assert len(refused) == 1, proc.stderr
-    assert "publish failed (is the broker reachable?)" in proc.stderr
+    assert len(refused) <= 1, proc.stderr
+    assert sum("no Kafka broker answered at 127.0.0.1:1" in line for line in err) == 1, proc.stderr
 
 
 def test_partition_mismatch_is_reported_clearly(settings: Settings) -> None:
