@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +57,10 @@ class StatusService:
         self._json: tuple[datetime, bytes] | None = None
         self.rounds = 0  # Kafka rounds started, the number the cache exists to bound
         self.late = 0
+        self.rebuilds = 0  # times the Kafka clients were rebuilt after a failed round
+        self._injected = probe is not None  # a test's probe is kept as it is
+        self._running_since = 0.0
+        self.abandon_after_s = max(10.0, 4 * settings.status.kafka_timeout_s)
 
     @property
     def probe(self) -> ProbeLike:
@@ -91,6 +96,17 @@ class StatusService:
         taken_at = self.clock()
         timeout = self.settings.status.kafka_timeout_s
         report: StatusReport
+        if self._running is not None and not self._running.done() and \
+                started - self._running_since > self.abandon_after_s:
+            # A round stuck inside librdkafka (a broker restart can leave a client waiting on
+            # a coordinator that moved) would block every later round: leave it to its
+            # thread and start over with new clients.
+            log.warning("status round stuck for %.0f s; starting over with new Kafka clients",
+                        started - self._running_since)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="status-kafka")
+            self._drop_probe(self._running)
+            self._running = None
         if self._running is not None and not self._running.done():
             report = unreachable(self.settings, taken_at,
                                  f"the previous round of queries is still waiting on "
@@ -98,6 +114,7 @@ class StatusService:
         else:
             self.rounds += 1
             loop = asyncio.get_running_loop()
+            self._running_since = started
             self._running = fut = self._pool.submit(self.probe.round)
             try:
                 rnd = await asyncio.wait_for(asyncio.wrap_future(fut, loop=loop), timeout + SLACK_S)
@@ -106,15 +123,36 @@ class StatusService:
                 self.late += 1
                 report = unreachable(self.settings, taken_at,
                                      f"Kafka did not answer within {timeout:g} s")
+                self._drop_probe(fut)
             except StatusError as exc:
                 report = unreachable(self.settings, taken_at, str(exc))
+                self._drop_probe(fut)
             except Exception as exc:  # the page must say why, not answer 500
                 log.exception("status round failed")
                 report = unreachable(self.settings, taken_at,
                                      f"status round failed: {type(exc).__name__}: {exc}")
+                self._drop_probe(fut)
         self._report = report
         self._fresh_until = started + self.settings.status.cache_s
         return report
+
+    def _drop_probe(self, fut: Future[KafkaRound] | None) -> None:
+        """Any failed round rebuilds the Kafka clients for the next one: clients that lived
+        through a broker restart may never answer again. The old ones are closed once
+        their last round has ended, off the event loop."""
+        old, self._probe = self._probe, None
+        self.rebuilds += 1
+        if old is None or self._injected:
+            self._probe = old if self._injected else None
+            return
+
+        def close(_: object = None) -> None:
+            threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+
+        if fut is not None and not fut.done():
+            fut.add_done_callback(close)
+        else:
+            close()
 
     async def lookup_dead_letters(self, uuid: str, timeout_s: float) -> DeadLetterLookup:
         # Not on the round's thread: a lookup must not hold up /status.
@@ -123,5 +161,9 @@ class StatusService:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._probe is not None:
-            with contextlib.suppress(Exception):
-                self._probe.close()
+            _close_quietly(self._probe)
+
+
+def _close_quietly(probe: ProbeLike) -> None:
+    with contextlib.suppress(Exception):
+        probe.close()

@@ -150,17 +150,7 @@ class DeadLetters:
         """The latest state record per dead-letter id (resolved, or replaying)."""
         out: dict[str, dict[str, Any]] = {}
         for m in read_all(self.kafka, [self.topics.dead_letter_state]):
-            key = m.key().decode()
-            value = m.value()
-            if value is None:
-                out.pop(key, None)  # tombstone: reopened
-                continue
-            try:
-                body = json.loads(value)
-            except ValueError:
-                continue
-            if isinstance(body, dict):
-                out[key] = body
+            apply_state(out, m)
         return out
 
     def resolved(self) -> dict[str, dict[str, Any]]:
@@ -322,6 +312,22 @@ RESOLVED = "resolved"
 REPLAYING = "replaying"
 
 
+def apply_state(state: dict[str, dict[str, Any]], m: Any) -> None:
+    """Fold one resolution-topic record into ``state``: a tombstone reopens the id, a JSON
+    object is its latest state, anything else is ignored."""
+    key = (m.key() or b"").decode()
+    value = m.value()
+    if value is None:
+        state.pop(key, None)
+        return
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return
+    if isinstance(body, dict):
+        state[key] = body
+
+
 def replay_headers(e: DeadLetterEntry) -> list[tuple[str, bytes]]:
     """The control headers a replayed record carries: the attempts so far as the new round's
     base (a fresh tries budget), a link back to the dead letter, no stale retry state."""
@@ -374,19 +380,8 @@ class StateTail:
                 if time.monotonic() > deadline:
                     raise KafkaUnavailable(f"timed out reading {self.topic}")
                 for m in self._c.consume(1000, timeout=0.5):
-                    if m.error() is not None:
-                        continue
-                    key = (m.key() or b"").decode()
-                    value = m.value()
-                    if value is None:
-                        self.state.pop(key, None)
-                        continue
-                    try:
-                        body = json.loads(value)
-                    except ValueError:
-                        continue
-                    if isinstance(body, dict):
-                        self.state[key] = body
+                    if m.error() is None:
+                        apply_state(self.state, m)
         except KafkaException as exc:
             raise KafkaUnavailable(f"Kafka error: {exc}") from exc
 

@@ -206,3 +206,11 @@ def start_sink(tmp_path: Path, test_topics_dropped: None) -> Iterator[Callable[.
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture
+def private_broker() -> Iterator[Any]:
+    """A broker of this test's own, for tests that stop and start it (tests/support/broker.py)."""
+    from tests.support.broker import private_broker_fixture
+
+    yield from private_broker_fixture()

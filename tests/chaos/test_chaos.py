@@ -24,9 +24,7 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -51,12 +49,11 @@ from streams.settings import Settings
 from streams.storage import LocalStorage, sha256_file
 from streams.topics import Job, Topics, ensure_topics, partition_for
 from streams.uploads import enhance_request, ingest_request, stage_upload
-from tests.conftest import ROOT, WorkerProcess, _process_factory
+from tests.conftest import WorkerProcess, _process_factory
+from tests.support.broker import Broker, BrokerFailed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
-PORT_START = 49092
 PARTITIONS = 6
 WORKERS = 3
 DRAIN_S = 150.0
@@ -77,97 +74,6 @@ NOTABLE = {
     "outcome=dead_letter": "outcome=dead_letter",
     "duplicate delivery": "duplicate delivery",
 }
-
-
-# -- the private broker -----------------------------------------------------------------------
-class BrokerFailed(RuntimeError):
-    pass
-
-
-def _port_taken(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port_pair(start: int) -> int:
-    """Like scripts/test: the first port p from ``start`` (step 2) with p and p+1 unused."""
-    port = start
-    for _ in range(500):
-        if not _port_taken(port) and not _port_taken(port + 1):
-            return port
-        port += 2
-    raise BrokerFailed(f"no free port pair from {start}")
-
-
-class Broker:
-    """scripts/kafka on its own port pair and data dir; stop/start keep topics and offsets."""
-
-    def __init__(self, port: int, data: Path) -> None:
-        self.port = port
-        self.data = data
-        self.bootstrap = f"127.0.0.1:{port}"
-        # PYTHON: scripts/kafka's readiness probe needs confluent-kafka (a worktree has no .venv)
-        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(data),
-                    "PYTHON": sys.executable, "KAFKA_START_TIMEOUT": "120"}
-
-    def _run(self, command: str, timeout: float) -> tuple[int, str]:
-        r = subprocess.run([str(KAFKA_SCRIPT), command], env=self.env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=timeout, check=False)
-        return r.returncode, (r.stdout + r.stderr).strip()
-
-    def start(self) -> None:
-        rc, out = self._run("start", 180)
-        if rc != 0:
-            raise BrokerFailed(f"scripts/kafka start exited {rc}: {out[-1500:]}")
-
-    def stop(self) -> None:
-        rc, out = self._run("stop", 90)
-        if rc != 0:
-            raise BrokerFailed(f"scripts/kafka stop exited {rc}: {out[-1500:]}")
-
-    def stop_quietly(self) -> None:
-        try:
-            self.stop()
-        except (BrokerFailed, subprocess.TimeoutExpired, OSError) as exc:
-            print(f"chaos broker stop: {exc}", file=sys.stderr)
-
-    def log_tail(self, n: int = 20) -> str:
-        try:
-            return "\n".join((self.data / "kafka.log").read_text(errors="replace").splitlines()[-n:])
-        except OSError as exc:
-            return f"(no broker log: {exc})"
-
-
-@pytest.fixture
-def chaos_broker() -> Iterator[Broker]:
-    problem = ""
-    port = PORT_START
-    broker: Broker | None = None
-    for _ in range(3):  # a port taken between the check and the start: try the next pair
-        port = _free_port_pair(port)
-        data = Path(tempfile.mkdtemp(prefix="prophoto-kafka-chaos."))
-        candidate = Broker(port, data)
-        try:
-            candidate.start()
-            broker = candidate
-            break
-        except (BrokerFailed, subprocess.TimeoutExpired, OSError) as exc:
-            problem = f"private broker on 127.0.0.1:{port} did not start: {exc}"
-            candidate.stop_quietly()
-            shutil.rmtree(data, ignore_errors=True)
-            port += 2
-    if broker is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and the chaos test's broker is missing: {problem}")
-        pytest.skip(problem)
-    try:
-        yield broker
-    finally:
-        broker.stop_quietly()
-        shutil.rmtree(broker.data, ignore_errors=True)
 
 
 # -- the workers --------------------------------------------------------------------------------
@@ -265,7 +171,7 @@ class WorkerPool:
 
 
 @pytest.fixture
-def worker_pool(tmp_path: Path, chaos_broker: Broker) -> Iterator[WorkerPool]:
+def worker_pool(tmp_path: Path, private_broker: Broker) -> Iterator[WorkerPool]:
     pool = WorkerPool(tmp_path)
     yield pool
     pool.cleanup()  # before the broker fixture stops the broker
@@ -686,7 +592,7 @@ def diagnostics(run: Run, pool: WorkerPool, broker: Broker, problems: list[str],
 
 # -- the test ------------------------------------------------------------------------------------------
 def test_chaos_kills_and_broker_restart_lose_nothing(  # noqa: C901
-    chaos_broker: Broker, worker_pool: WorkerPool, tmp_path: Path
+    private_broker: Broker, worker_pool: WorkerPool, tmp_path: Path
 ) -> None:
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31))
     print(f"chaos seed {seed} (replay with CHAOS_SEED={seed}); streams from {streams.__file__}",
@@ -702,7 +608,7 @@ def test_chaos_kills_and_broker_restart_lose_nothing(  # noqa: C901
         print(timeline[-1], flush=True)
 
     settings = Settings(  # type: ignore[call-arg]
-        kafka={"bootstrap_servers": chaos_broker.bootstrap, "topic_prefix": "chaos-",
+        kafka={"bootstrap_servers": private_broker.bootstrap, "topic_prefix": "chaos-",
                "group_id": "chaos-group", "partitions": PARTITIONS,
                "session_timeout_s": SESSION_TIMEOUT_S},
         storage={"root": tmp_path / "storage"},
@@ -716,7 +622,7 @@ def test_chaos_kills_and_broker_restart_lose_nothing(  # noqa: C901
     run = Run(seed, settings, topics, st, stage_all(st, tmp_path / "camera", rngs["images"]))
     follow = FollowUps(run, rngs["followups"])
     n_corrupt = sum(u.corrupt for u in run.uploads)
-    mark(f"broker {chaos_broker.bootstrap}; staged {len(run.uploads)} uploads ({n_corrupt} corrupt), "
+    mark(f"broker {private_broker.bootstrap}; staged {len(run.uploads)} uploads ({n_corrupt} corrupt), "
          f"{len(follow.pending[Job.INGEST])} to confirm, {len(follow.pending[Job.ENHANCE])} to enhance")
 
     # the seeded schedule
@@ -741,12 +647,12 @@ def test_chaos_kills_and_broker_restart_lose_nothing(  # noqa: C901
             with run.publish_lock:
                 run.broker_down.set()
             mark("broker: stopping")
-            chaos_broker.stop()
+            private_broker.stop()
             mark("broker: stopped")
             time.sleep(broker_down_s)
             for attempt in range(1, 4):
                 try:
-                    chaos_broker.start()
+                    private_broker.start()
                     mark("broker: started again")
                     return
                 except BrokerFailed as exc:
@@ -868,7 +774,7 @@ def test_chaos_kills_and_broker_restart_lose_nothing(  # noqa: C901
     if run.resent:
         run.notes.append(f"harness re-sent {sum(run.resent.values())} event(s) after publish errors: "
                          f"{_short(set(run.resent))}")
-    report = diagnostics(run, worker_pool, chaos_broker, final_problems, timeline)
+    report = diagnostics(run, worker_pool, private_broker, final_problems, timeline)
     if final_problems:
         print(report, flush=True)
     else:

@@ -243,7 +243,8 @@ def test_replay_killed_halfway_then_rerun_sends_each_once_and_a_forget_holds(
             ids.append(dl.dead_letter_id(origin.topic, 0, i))
     env = {**os.environ, **settings_env(settings)}
     replay = [sys.executable, "-m", "streams", "replay", "all", "--rate", "5"]
-    first = subprocess.Popen(replay, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(replay, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     assert cli(settings, "forget", ids[-1]).exit_code == 0  # the last one: not replayed yet
     time.sleep(1.5)

@@ -162,7 +162,7 @@ def private_broker(bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, dict[s
         subprocess.run([kafka, "stop"], env=env, timeout=60, capture_output=True)
 
 
-async def test_broker_going_away_is_unknown(make_settings, private_broker) -> None:
+async def test_broker_going_away_is_unknown_then_recovers(make_settings, private_broker) -> None:
     bootstrap_servers, env = private_broker
     settings: Settings = make_settings(kafka={"bootstrap_servers": bootstrap_servers},
                                        status={"cache_s": 0})
@@ -207,8 +207,35 @@ async def test_broker_going_away_is_unknown(make_settings, private_broker) -> No
             assert r.status == 503
             metrics = await (await http.get(server.make_url("/metrics"))).text()
             assert "ingest_kafka_reachable 0" in metrics
+            unknown = check(settings)
+            assert unknown.returncode == 3, unknown.stdout + unknown.stderr
+            assert unknown.stdout.startswith("unknown: cannot reach Kafka")
+
+            # Down for ~10 s, as an operator's broker restart; the long-running service
+            # must come back as soon as a fresh one does, within two rounds of it.
+            for _ in range(10):
+                await (await http.get(url)).json()
+                await asyncio.sleep(1.0)
+            start = subprocess.run([str(ROOT / "scripts" / "kafka"), "start"], env=env, timeout=180,
+                                   capture_output=True, text=True)
+            assert start.returncode == 0, start.stdout + start.stderr
+            fresh_at = ours_at = None
+            rounds_after_fresh = 0
+            began = time.monotonic()
+            while ours_at is None and time.monotonic() - began < 90:
+                if fresh_at is None and check(settings).returncode != 3:
+                    fresh_at = time.monotonic() - began  # a new process can see the broker
+                doc = await (await http.get(url)).json()
+                if doc["kafka"]["reachable"] and doc["worker"]["status"] != "unknown":
+                    ours_at = time.monotonic() - began
+                elif fresh_at is not None:
+                    rounds_after_fresh += 1
+                await asyncio.sleep(0.5)
+            print(f"after the restart: a fresh check saw the broker at {fresh_at} s, "
+                  f"the long-running service at {ours_at} s")
+            assert ours_at is not None, f"the service never recovered: {doc['kafka']}, {doc['worker']}"
+            assert rounds_after_fresh <= 2, (rounds_after_fresh, doc["kafka"])
+            assert doc["jobs"]["pending"] == 3
+            assert (await http.get(server.make_url("/readyz"))).status == 200
     finally:
         await server.close()
-    unknown = check(settings)
-    assert unknown.returncode == 3, unknown.stdout + unknown.stderr
-    assert unknown.stdout.startswith("unknown: cannot reach Kafka")
