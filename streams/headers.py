@@ -19,6 +19,11 @@ MAX_ATTEMPTS = 1000
 _MAX_DIGITS = 19  # int64 range: offsets and millisecond timestamps
 
 
+def _is_decimal(text: str) -> bool:
+    # ASCII only: str.isdigit() accepts '²', which int() refuses
+    return text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS
+
+
 @dataclass(frozen=True)
 class ControlState:
     """What the headers say about earlier attempts; defaults are the record's own coordinates."""
@@ -37,7 +42,7 @@ def _int(h: Mapping[str, str], name: str, default: int, *, upper: int | None = N
     if raw is None or raw == "":
         return default
     text = raw.strip()
-    if not text.isdigit() or len(text) > _MAX_DIGITS:
+    if not _is_decimal(text):
         raise InvalidHeader(f"header {name}={raw[:40]!r} is not a non-negative integer")
     value = int(text)
     if upper is not None and value > upper:
@@ -74,6 +79,6 @@ def retry_delay_s(h: Mapping[str, str], now_ms: int, *, max_s: float) -> float:
     so a forged not-before cannot hold a retry partition; a malformed one means now (the
     runner then dead-letters the record on its other headers or runs it)."""
     raw = (h.get(retry.H_NOT_BEFORE) or "").strip()
-    if not raw.isdigit() or len(raw) > _MAX_DIGITS:
+    if not _is_decimal(raw):
         return 0.0
     return max(0.0, min(max_s, (int(raw) - now_ms) / 1000))

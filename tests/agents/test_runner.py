@@ -164,6 +164,8 @@ def test_success_publishes_outputs_and_traces(services: Services) -> None:
     {retry.H_ORIGINAL_TIMESTAMP: "yesterday"},
     {retry.H_FIRST_FAILURE: "0x10"},
     {retry.H_ATTEMPT: "9" * 400},
+    {retry.H_ATTEMPT: "\u00b2"},  # isdigit() says yes, int() says no
+    {retry.H_ATTEMPT: "1", retry.H_ROUND_BASE: "\u0663"},  # an Arabic-Indic three
 ])
 def test_malformed_control_header_is_a_dead_letter_with_the_reason(
     services: Services, headers: dict[str, str]
@@ -207,6 +209,7 @@ def test_forged_not_before_waits_at_most_the_backoff_bound() -> None:
     assert retry_delay_s({retry.H_NOT_BEFORE: "soon"}, now_ms, max_s=2.0) == 0.0
     assert retry_delay_s({retry.H_NOT_BEFORE: str(now_ms + 500)}, now_ms, max_s=2.0) == 0.5
     assert retry_delay_s({}, now_ms, max_s=2.0) == 0.0
+    assert retry_delay_s({retry.H_NOT_BEFORE: "\u00b2"}, now_ms, max_s=2.0) == 0.0
 
 
 class RefusingSender(FakeSender):
