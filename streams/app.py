@@ -35,10 +35,16 @@ from .topics import Job, Topics
 
 log = logging.getLogger("streams.app")
 
-MAX_POLL_RECORDS = 50
-# Headroom above faust's pressure mark (maxsize / 1.25) for a whole fetch: 20% of 500 is 100.
-STREAM_BUFFER = 500
-assert STREAM_BUFFER - STREAM_BUFFER / 1.25 > MAX_POLL_RECORDS
+MAX_POLL_RECORDS = 20
+
+
+def stream_buffer(partitions: int) -> int:
+    """A topic's one stream queue (its actors share it) takes every partition of it, but
+    faust flags a partition as under pressure only when a record of that partition arrives
+    with the queue at its pressure mark (maxsize / 1.25); each partition not flagged yet can
+    still bring a whole fetch. So the headroom above the mark must hold one fetch per
+    partition the worker may own: 0.2 * maxsize >= MAX_POLL_RECORDS * partitions."""
+    return max(500, 5 * MAX_POLL_RECORDS * partitions + MAX_POLL_RECORDS)
 
 HANDLERS: dict[Job, Handler] = {
     Job.PREVIEW: preview.handle,
@@ -136,11 +142,11 @@ def create_app(
         # has passed them, and resuming needed a seek that could skip one. Instead the
         # buffers are large enough that faust's own flow control (stop fetching a partition
         # whose buffer is under pressure, at maxsize / 1.25) always acts before a buffer is
-        # full: a full one blocks the one fetch loop of every topic, and the paused topic's
-        # buffer would then starve the very topic whose lag holds the pause (a wedge).
-        # Records are events of a few hundred bytes; images never sit in a buffer.
+        # full (stream_buffer): a full one blocks the one fetch loop of every topic, and the
+        # held-back topic's buffer would then starve the very topic whose lag holds it back
+        # (a wedge). Records are events of a few hundred bytes; images never sit in a buffer.
         broker_max_poll_records=MAX_POLL_RECORDS,
-        stream_buffer_maxsize=STREAM_BUFFER,
+        stream_buffer_maxsize=stream_buffer(k.partitions),
         datadir=Path(tempfile.gettempdir()) / f"prophoto-faust-{os.getpid()}",
     )
     # acks=all and the idempotent producer (faust only sets them for transactions): a

@@ -275,7 +275,7 @@ class WorkerRuntime:
 
     def _apply_priority(self, lags: dict[tuple[str, int], int]) -> None:
         """Hold back lower-priority jobs at the gate while a higher-priority job topic has
-        lag. Fetching is never paused (see STREAM_BUFFER in app.py): their records wait in
+        lag. Fetching is never paused (see stream_buffer in app.py): their records wait in
         the stream buffers, and faust stops fetching a partition whose buffer fills."""
         if len(self.jobs) < 2:
             return

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from streams.topics import Job
 from streams.uploads import enhance_request, ingest_request
 from tests.conftest import wait_until
@@ -56,22 +58,28 @@ def test_pause_and_resume_while_a_topic_is_idle_skip_nothing(
                "committed offsets at the end offsets")
 
 
+@pytest.mark.parametrize(("partitions", "n_enhance", "n_preview"), [(2, 80, 80), (12, 700, 60)])
 def test_full_lower_priority_buffers_do_not_wedge_the_worker(
-    make_settings, start_worker, tmp_path: Path
+    make_settings, start_worker, tmp_path: Path, partitions: int, n_enhance: int, n_preview: int
 ) -> None:
     """A large enhance backlog held back behind preview lag fills its stream buffer; the
-    fetcher must still bring in the preview records that end the pause."""
-    settings, topics, st = _setup(make_settings, kafka={"partitions": 2})
-    n = 80
-    ups = _uploads(st, tmp_path, n)
-    _publish(settings, topics.job(Job.ENHANCE), [enhance_request(u, 400) for u in ups])
-    _publish(settings, topics.job(Job.PREVIEW), ups)
+    fetcher must still bring in the preview records that end the pause. With 12 partitions
+    each one not yet flagged as under pressure can add a whole fetch to the shared queue."""
+    settings, topics, st = _setup(make_settings, kafka={"partitions": partitions})
+    ups = _uploads(st, tmp_path, max(n_enhance, n_preview), size=(160, 120))
+    _publish(settings, topics.job(Job.ENHANCE), [enhance_request(u, 160) for u in ups[:n_enhance]])
+    _publish(settings, topics.job(Job.PREVIEW), ups[:n_preview])
     w = start_worker(settings, "--concurrency", "1", "--stop-when-empty")
     started = time.monotonic()
-    wait_until(lambda: _done(st, ups) == n and all(st.enhanced_path(u.uuid).exists() for u in ups),
-               150, lambda: (f"{_done(st, ups)}/{n} previews, "
-                             f"{sum(st.enhanced_path(u.uuid).exists() for u in ups)}/{n} enhances "
-                             f"after {time.monotonic() - started:.0f} s\n{w.output()[-3000:]}"))
+
+    def progress() -> str:
+        made = _done(st, ups[:n_preview])
+        enhanced = sum(st.enhanced_path(u.uuid).exists() for u in ups[:n_enhance])
+        return (f"{made}/{n_preview} previews, {enhanced}/{n_enhance} enhances after "
+                f"{time.monotonic() - started:.0f} s\n{w.output()[-3000:]}")
+
+    wait_until(lambda: _done(st, ups[:n_preview]) == n_preview
+               and all(st.enhanced_path(u.uuid).exists() for u in ups[:n_enhance]), 240, progress)
     assert w.wait(60) == 0, w.output()[-2000:]
 
 
