@@ -114,16 +114,30 @@ def broker_answers(kafka: KafkaSettings, timeout_s: float) -> bool:
 
 
 def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
+    """End offset per partition; a partition whose leader is not known yet (a topic made
+    a moment ago) is asked again, then left out (0: read from its start)."""
+    import time
+
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     c = Consumer({**kafka.confluent_config(), "group.id": "prophoto-ingest-probe",
                   "enable.auto.commit": False})
+    out: dict[int, int] = {}
     try:
         md = c.list_topics(topic, timeout=timeout_s)
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-                for p in md.topics[topic].partitions}
+        deadline = time.monotonic() + timeout_s
+        for p in md.topics[topic].partitions if topic in md.topics else []:
+            while True:
+                try:
+                    out[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+                    break
+                except KafkaException:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
     finally:
         c.close()
+    return out
 
 
 def keys_written_since(kafka: KafkaSettings, topic: str, since: dict[int, int], keys: set[bytes],
