@@ -41,6 +41,17 @@ class Output:
     value: bytes
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A record to publish (a trace, a retry, a dead letter)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
+
+
 @dataclass
 class JobResult:
     attempts: list[Attempt] = field(default_factory=list)
@@ -201,12 +212,25 @@ class JobRunner:
         self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
         state: headers.ControlState, start: float,
     ) -> str:
-        """Route a failure; if routing itself fails (broker gone), keep trying rather than
-        return: returning would let faust ack a record that went nowhere."""
+        """Route a failure: its traces and its retry or dead letter, built once. Until the
+        broker acknowledged each of them, send again what it did not (never what it did:
+        a second retry record would run the job twice); returning earlier would let faust
+        ack a record that went nowhere."""
+        outcome, records = self._failure_records(rec, event, uuid, exc, state, start)
+        left = records
         pause = 0.5
         while True:
             try:
-                return await self._fail(rec, event, uuid, exc, state, start)
+                sent = [await self.sender.send(r.topic, r.key, r.value, partition=r.partition,
+                                               headers=r.headers) for r in left]
+                results = await asyncio.gather(*sent, return_exceptions=True)
+                refused = [(r, res) for r, res in zip(left, results, strict=True)
+                           if isinstance(res, BaseException)]
+                if not refused:
+                    break
+                left = [r for r, _ in refused]
+                raise DeliveryFailed(f"{len(refused)} record(s) not acknowledged: "
+                                     f"{type(refused[0][1]).__name__}: {refused[0][1]}"[:500])
             except asyncio.CancelledError:
                 raise
             except Exception as route_exc:  # noqa: BLE001
@@ -215,11 +239,20 @@ class JobRunner:
                 self.s.stats["route_errors"] += 1
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
+        if outcome == "retry":
+            self.s.stats["retried"] += 1
+        else:
+            self.s.stats["dead_lettered"] += 1
+            if event is None:
+                self.s.stats["invalid"] += 1
+        return outcome
 
-    async def _fail(
+    def _failure_records(
         self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
         state: headers.ControlState, start: float,
-    ) -> str:
+    ) -> tuple[str, list[Pending]]:
+        """The outcome of a failure and the records it owes: traces, then the retry or the
+        dead letter."""
         w = self.s.settings.worker
         attempt = state.prior_attempts + 1
         origin = deadletter.Origin(topic=state.origin_topic, partition=state.origin_partition,
@@ -236,9 +269,9 @@ class JobRunner:
             Attempt(kind, type(exc).__name__, 1, False, round((time.perf_counter() - start) * 1000, 3),
                     str(exc)[:500])
         )
-        sent = await self._trace(event, attempts, attempt, rec, uuid=uuid)
-        carry = {k: v for k, v in rec.headers.items() if k.startswith("x-ingest-")}
+        records = self._trace_records(event, attempts, attempt, rec, uuid=uuid)
         if isinstance(decision, retry.Retry):
+            carry = {k: v for k, v in rec.headers.items() if k.startswith("x-ingest-")}
             carry.update({
                 retry.H_ATTEMPT: str(attempt),
                 retry.H_NOT_BEFORE: str(now_ms() + int(decision.delay_s * 1000)),
@@ -249,35 +282,31 @@ class JobRunner:
                 retry.H_ORIGINAL_TIMESTAMP: str(origin.timestamp_ms),
                 retry.H_LAST_ERROR: f"{type(exc).__name__}: {exc}"[:500],
             })
-            sent.append(await self.sender.send(
-                self.s.topics.retry(self.job), rec.key, rec.value, partition=rec.partition,
-                headers=[(k, v.encode()) for k, v in carry.items()],
-            ))
-            await confirm(sent)  # raises: _route sends all of it again
-            self.s.stats["retried"] += 1
-            return "retry"
+            records.append(Pending(self.s.topics.retry(self.job), rec.key, rec.value, rec.partition,
+                                   [(k, v.encode()) for k, v in carry.items()]))
+            return "retry", records
         dlt_headers = deadletter.build_headers(
             origin=origin, group=self.s.settings.kafka.group_id, exc=exc, reason=decision.reason,
             attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
             last_failure_ms=now_ms(), replay_of=rec.headers.get(deadletter.H_REPLAY_OF),
         )
-        sent.append(await self.sender.send(
-            self.s.topics.dead_letter(self.job), rec.key, rec.value, partition=rec.partition,
-            headers=dlt_headers,
-        ))
-        await confirm(sent)
-        self.s.stats["dead_lettered"] += 1
-        if event is None:
-            self.s.stats["invalid"] += 1
-        return "dead_letter"
+        records.append(Pending(self.s.topics.dead_letter(self.job), rec.key, rec.value,
+                               rec.partition, dlt_headers))
+        return "dead_letter", records
 
     async def _trace(
         self, event: JobEvent | None, attempts: list[Attempt], attempt: int, rec: Record,
-        uuid: str | None = None,
     ) -> list[Awaitable[Any]]:
+        return [await self.sender.send(r.topic, r.key, r.value)
+                for r in self._trace_records(event, attempts, attempt, rec)]
+
+    def _trace_records(
+        self, event: JobEvent | None, attempts: list[Attempt], attempt: int, rec: Record,
+        uuid: str | None = None,
+    ) -> list[Pending]:
         image_uuid = event.uuid if event is not None else uuid
         uploaded_at = getattr(event, "uploaded_at", None)
-        sent: list[Awaitable[Any]] = []
+        out: list[Pending] = []
         for a in attempts:
             try:
                 trace = TraceEvent(
@@ -293,10 +322,9 @@ class JobRunner:
                 if image_uuid:  # without a valid UUID (undecodable record) the dead letter is all
                     log.warning("trace of %s dropped, it does not validate: %s", image_uuid, exc)
                 continue
-            sent.append(await self.sender.send(
-                self.s.topics.traces, trace.image_uuid.encode(), trace.model_dump_json().encode()
-            ))
-        return sent
+            out.append(Pending(self.s.topics.traces, trace.image_uuid.encode(),
+                               trace.model_dump_json().encode()))
+        return out
 
     def _log(
         self, rec: Record, uuid: str, attempt: int, start: float, outcome: str,

@@ -452,3 +452,22 @@ def test_an_ingest_that_finishes_second_keeps_the_first_record(services: Service
     second = ingest.handle(event, services)
     stored = st.metadata_path(up.uuid).read_bytes()
     assert [o.value for o in first[0].outputs] == [stored] == [o.value for o in second.outputs]
+
+
+def test_a_route_sends_again_only_what_the_broker_refused(services: Services) -> None:
+    """The retry record is acknowledged, a trace is refused twice: the trace goes again,
+    the retry record does not (a second one would run the job twice)."""
+    sender = RefusingSender("ingest-traces", times=2)
+
+    def broken(event: Any, s: Services) -> JobResult:
+        raise StorageUnavailable("disk gone")
+
+    runner = JobRunner(Job.PREVIEW, broken, services, sender)
+
+    async def main() -> str:
+        return await asyncio.wait_for(runner.process(record(good_value())), 10)
+
+    assert asyncio.run(main()) == "retry"
+    assert len(sender.to("ingest-preview.retry")) == 1
+    assert len(sender.to("ingest-traces")) == 3  # refused, refused, acknowledged
+    assert services.stats["retried"] == 1 and services.stats["route_errors"] == 2
