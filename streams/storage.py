@@ -130,10 +130,15 @@ class LocalStorage:
             raise UnsafePath(f"{self.relative(path)} is a symlink; jobs read only real files")
         if not stat.S_ISREG(st.st_mode):
             return False
-        if os.path.realpath(path.parent) != os.path.realpath(folder) or \
-                not os.path.realpath(folder).startswith(os.path.realpath(self.root) + os.sep):
+        # Every folder on the way must be what it says, not a symlink to elsewhere (even
+        # to another image's folder inside the root).
+        real_root = os.path.realpath(self.root)
+        if os.path.realpath(folder) != os.path.join(real_root, os.path.relpath(folder, self.root)):
             raise UnsafePath(f"{self.relative(path)} lies outside its area (a symlinked folder)")
         return True
+
+    def is_upload(self, path: Path) -> bool:
+        return path.is_relative_to(self.root / UPLOADS)
 
     # -- writes ----------------------------------------------------------------------
     @contextmanager

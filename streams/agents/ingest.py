@@ -23,7 +23,10 @@ from .preview import store_attempt
 def handle(event: IngestRequested, s: Services) -> JobResult:
     st = s.storage
     src = st.source_for(event.uuid, event.path)
-    dest = st.original_path(event.uuid, event.original_filename)
+    # Not the upload: the image's own permanent original, in place already. It is the
+    # destination, whatever extension this request's file name has (else a copy under
+    # another name, and the original deleted as if it were the upload).
+    dest = st.original_path(event.uuid, event.original_filename) if st.is_upload(src) else src
     start = time.perf_counter()
     note = ""
     done = _already_ingested(s, event, dest) if src == dest else None

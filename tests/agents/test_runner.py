@@ -471,3 +471,22 @@ def test_a_route_sends_again_only_what_the_broker_refused(services: Services) ->
     assert len(sender.to("ingest-preview.retry")) == 1
     assert len(sender.to("ingest-traces")) == 3  # refused, refused, acknowledged
     assert services.stats["retried"] == 1 and services.stats["route_errors"] == 2
+
+
+def test_a_repeated_ingest_with_another_extension_keeps_the_original(
+    services: Services, tmp_path: Path
+) -> None:
+    """Ingested as a.jpg; a second request for the same UUID names x.png: the stored
+    original stays, no copy under another name, the same record is published again."""
+    from streams.agents import ingest
+    from streams.uploads import ingest_request, stage_upload
+    from tests.integration.helpers import make_jpeg
+
+    st = services.storage
+    st.ensure()
+    up = stage_upload(st, make_jpeg(tmp_path / "in" / "a.jpg", (320, 240)))
+    first = ingest.handle(ingest_request(up), services)
+    again = ingest_request(up).model_copy(update={"original_filename": "x.png"})
+    second = ingest.handle(again, services)
+    assert sorted(p.name for p in st.original_dir(up.uuid).iterdir()) == ["metadata.json", "original.jpg"]
+    assert [o.value for o in second.outputs] == [o.value for o in first.outputs]

@@ -153,3 +153,16 @@ def test_a_temp_file_of_a_writer_that_died_is_swept_one_alive_is_kept(tmp_path: 
     assert dest.read_bytes() == b"whole"
     orphan.write_bytes(b"half")
     assert st.sweep(dest) == 1 and not orphan.exists()
+
+
+def test_a_shard_folder_symlinked_inside_the_root_is_refused(two_images: LocalStorage) -> None:
+    st = two_images
+    shard_dir = st.upload_path(UID, "a.jpg").parent
+    for p in shard_dir.iterdir():
+        p.unlink()
+    shard_dir.rmdir()
+    target = st.original_dir(OTHER)  # another image's folder, inside the root
+    (target / f"{UID}.jpg").write_bytes(b"planted")
+    os.symlink(target, shard_dir)
+    with pytest.raises(UnsafePath, match="symlinked folder"):
+        st.source_for(UID, f"uploads/0b/6f/{UID}.jpg")
