@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Protocol
 
@@ -49,7 +49,6 @@ class StatusService:
         self.clock = clock
         self._probe = probe
         self.tracker = Tracker(settings)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="status-kafka")
         self._report: StatusReport | None = None
         self._fresh_until = 0.0  # monotonic
         self._inflight: asyncio.Task[StatusReport] | None = None
@@ -103,8 +102,6 @@ class StatusService:
             # thread and start over with new clients.
             log.warning("status round stuck for %.0f s; starting over with new Kafka clients",
                         started - self._running_since)
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="status-kafka")
             self._drop_probe(self._running)
             self._running = None
         if self._running is not None and not self._running.done():
@@ -115,7 +112,7 @@ class StatusService:
             self.rounds += 1
             loop = asyncio.get_running_loop()
             self._running_since = started
-            self._running = fut = self._pool.submit(self.probe.round)
+            self._running = fut = _in_daemon_thread(self.probe.round)
             try:
                 rnd = await asyncio.wait_for(asyncio.wrap_future(fut, loop=loop), timeout + SLACK_S)
                 report = self.tracker.build(rnd)
@@ -159,9 +156,25 @@ class StatusService:
         return await asyncio.to_thread(self.probe.lookup_dead_letters, uuid, timeout_s)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._probe is not None:
             _close_quietly(self._probe)
+
+
+def _in_daemon_thread(fn: Callable[[], KafkaRound]) -> Future[KafkaRound]:
+    """Run a round in a daemon thread of its own (not a pool's): a round stuck inside
+    librdkafka can be left behind, and never holds up the process's exit."""
+    fut: Future[KafkaRound] = Future()
+
+    def run() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name="status-kafka", daemon=True).start()
+    return fut
 
 
 def _close_quietly(probe: ProbeLike) -> None:
