@@ -194,8 +194,9 @@ def test_three_workers_share_the_partitions(make_settings, start_worker, tmp_pat
     events = _uploads(st, tmp_path, 30)
     _publish(settings, topics.job(Job.PREVIEW), events)
     wait_until(lambda: _done(st, events) == 30, 90, lambda: workers[0].output()[-2000:])
-    busy = [w for w in workers if "outcome=ok" in w.output()]
-    assert len(busy) == 3, "every worker took a share of the jobs"
+    # (a job's line follows its files once the broker has acknowledged what it owes)
+    wait_until(lambda: all("outcome=ok" in w.output() for w in workers), 30,
+               "every worker took a share of the jobs")
     preview_parts = [{tp.partition for tp in m.assignment.topic_partitions
                       if tp.topic == topics.job(Job.PREVIEW)} for m in _members(settings)]
     assert sorted(len(p) for p in preview_parts) == [2, 2, 2]
