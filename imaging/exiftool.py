@@ -89,6 +89,11 @@ class _TimedExifTool(pyexiftool.ExifTool):  # type: ignore[misc]
         self._flag_running_false()
 
 
+def _alive(et: _TimedExifTool) -> bool:
+    proc = et._process
+    return bool(et._running) and proc is not None and proc.poll() is None
+
+
 @contextmanager
 def _safe_name(path: Path) -> Iterator[bytes]:
     raw = os.fsencode(os.path.abspath(path))
@@ -115,16 +120,23 @@ class Exiftool:
     def pid(self) -> int | None:
         """The running exiftool's process id (for operators and tests), None before first use."""
         et = self._et
-        return int(et._process.pid) if et is not None and et.running else None
+        return int(et._process.pid) if et is not None and _alive(et) else None
 
     def _ensure(self) -> _TimedExifTool:
-        if self._et is None or not self._et.running:
+        old = self._et
+        if old is not None and not _alive(old):
+            # Killed from outside (OOM killer, an operator): reap it and close its pipes
+            # here. pyexiftool's own check warns and leaves the pipes to the GC, which
+            # then closes descriptor numbers a newer exiftool may own by then.
+            old.kill()
+            self._et = None
+        if self._et is None:
             try:
                 et = _TimedExifTool(executable=self.executable, common_args=[])
                 et.run()
             except (OSError, RuntimeError, ValueError) as exc:
                 raise ExiftoolTimeout(f"exiftool could not be started: {exc}") from None
-            if self._et is not None:
+            if old is not None:
                 self.restarts += 1
             self._et = et
         return self._et
@@ -169,9 +181,11 @@ class Exiftool:
 
     def close(self) -> None:
         with self._lock:
-            if self._et is not None and self._et.running:
+            if self._et is not None and _alive(self._et):
                 try:
                     self._et.terminate(timeout=5)
                 except (OSError, ValueError):
                     self._et.kill()
+            elif self._et is not None:
+                self._et.kill()  # died: reap it, close its pipes
             self._et = None
