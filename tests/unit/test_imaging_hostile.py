@@ -143,10 +143,14 @@ def dds_unknown_fourcc() -> bytes:
 _MODES = {"GIF": "P", "PCX": "RGB", "BMP": "RGB", "TGA": "RGB", "ICO": "RGBA", "JPEG2000": "RGB",
           "SGI": "RGB", "PPM": "RGB", "QOI": "RGBA", "HEIF": "RGB", "AVIF": "RGB", "DDS": "RGBA"}
 SEEDS = {"jpeg": jpeg_bytes((96, 64)), "mpo": mpo_bytes(), "dds-fourcc": dds_unknown_fourcc()}
+# Only the formats this Pillow build can write (Pillow-SIMD has no JPEG 2000 encoder, say).
 for _fmt in ("PNG", "GIF", "TIFF", "WEBP", "BMP", "ICO", "DDS", "TGA", "PCX", "HEIF", "AVIF",
              "JPEG2000", "SGI", "PPM", "QOI"):
     _b = io.BytesIO()
-    Image.new(_MODES.get(_fmt, "RGBA"), (48, 32), 120).save(_b, _fmt)
+    try:
+        Image.new(_MODES.get(_fmt, "RGBA"), (48, 32), 120).save(_b, _fmt)
+    except (OSError, KeyError, ValueError):
+        continue
     SEEDS[_fmt.lower()] = _b.getvalue()
 
 
