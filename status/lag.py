@@ -141,6 +141,10 @@ class _Budget:
         return time.monotonic() >= self.deadline
 
 
+def _err_text(err: Any) -> str:
+    return str(err.str() if hasattr(err, "str") else err)
+
+
 def _err(exc: BaseException) -> str:
     arg = exc.args[0] if exc.args else exc
     text = arg.str() if hasattr(arg, "str") else str(arg)
@@ -226,12 +230,13 @@ class Probe:
             for p in sorted(t.partitions)
         ]
         missing = tuple(n for n in names if n not in {t for t, _ in tps})
-        watermarks, committed, group = self._offsets_and_group(tps, budget)
+        watermarks, committed, errors, group = self._offsets_and_group(tps, budget)
         members = tuple(_member(m) for m in group.members) if group is not None else ()
         state = group.state.name if group is not None else "UNKNOWN"
         dlq = set(self.dlq)
         job_parts = [
-            PartitionOffsets(t, p, *watermarks[(t, p)], committed.get((t, p)))
+            PartitionOffsets(t, p, *watermarks[(t, p)], committed.get((t, p)),
+                             error=errors.get((t, p)))
             for t, p in tps if t not in dlq and (t, p) in watermarks
         ]
         job_parts = self._peek(job_parts, budget)
@@ -261,7 +266,7 @@ class Probe:
 
     def _offsets_and_group(
         self, tps: list[TP], budget: _Budget
-    ) -> tuple[dict[TP, tuple[int, int]], dict[TP, int], Any]:
+    ) -> tuple[dict[TP, tuple[int, int]], dict[TP, int], dict[TP, str], Any]:
         t = budget.left()
         self.calls += 4
         f_group = self._admin.describe_consumer_groups([self.group], request_timeout=t)[self.group]
@@ -275,9 +280,13 @@ class Probe:
         # OffsetFetch crashes the process when the group coordinator is loading or moving
         # (rd_kafka_cgrp_op on a client with no group), as on a broker restart.
         committed: dict[TP, int] = {}
+        errors: dict[TP, str] = {}
         try:
             for tp in self._offsets.committed(specs, timeout=budget.left()) if specs else []:
-                if tp.error is None and tp.offset >= 0:
+                if tp.error is not None:
+                    # Not "never committed": that would count the whole log as lag.
+                    errors[(tp.topic, tp.partition)] = f"committed offset unreadable: {_err_text(tp.error)}"
+                elif tp.offset >= 0:
                     committed[(tp.topic, tp.partition)] = tp.offset
         except KafkaException as exc:
             raise KafkaLate(f"committed offsets of group {self.group}: {_err(exc)}") from None
@@ -294,7 +303,7 @@ class Probe:
             group = f_group.result()
         except KafkaException as exc:
             raise KafkaLate(f"members of group {self.group}: {_err(exc)}") from None
-        return watermarks, committed, group
+        return watermarks, committed, errors, group
 
     def _peek(self, parts: list[PartitionOffsets], budget: _Budget) -> list[PartitionOffsets]:
         """Read the timestamp of the record at each lagging partition's committed offset.
@@ -382,7 +391,7 @@ class Probe:
 
 
 def _lagging(p: PartitionOffsets) -> bool:
-    return p.end > _position(p)
+    return p.error is None and p.end > _position(p)
 
 
 def _position(p: PartitionOffsets) -> int:
