@@ -12,12 +12,20 @@ Per partition, with ``T`` the stall threshold:
               for longer than ``T``, or no member of the group holds the partition;
 - unknown     the partition could not be read (the caller says why).
 
+What the workers' heartbeats add (``Context``): a job in flight on the partition is
+processing until it passes its own timeout (then stalled), however long past ``T``; a
+partition a live worker holds back for priority is pending ("waiting for priority"), never
+stalled; so is one whose worker has every slot busy with jobs within their timeout
+("waiting for a free slot"). Burrow's warnings ride on the reason: lag rising across the whole window while
+the offset moves ("falling behind"), a committed offset that went back ("rewind").
+
 A partition with no traffic has lag 0 and never moves: idle, not stalled.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +121,35 @@ def unknown(reason: str) -> Verdict:
     return Verdict(State.UNKNOWN, reason)
 
 
+@dataclass(frozen=True)
+class Context:
+    """What live workers' heartbeats say about one partition."""
+
+    paused: str | None = None  # held back by a worker, and why
+    job_running_s: float | None = None  # the longest job in flight on it
+    job_timeout_s: float | None = None
+    busy: str | None = None  # its worker's every slot runs a job within its timeout
+
+
+NO_CONTEXT = Context()
+
+
+def _rewind(w: Sequence[Sample]) -> str:
+    for i in range(len(w) - 1, 0, -1):
+        a, b = w[i - 1].committed, w[i].committed
+        if a is not None and b is not None and b < a:
+            return f"; rewind: committed offset went back from {a} to {b} (an offset reset)"
+    return ""
+
+
+def _falling_behind(w: Sequence[Sample]) -> str:
+    lags = [s.lag for s in w]
+    if len(lags) >= 3 and lags[-1] > lags[0] and all(b >= a for a, b in itertools.pairwise(lags)):
+        return (f"; falling behind: lag rose from {lags[0]} to {lags[-1]} over "
+                f"{_secs(w[-1].t - w[0].t)} while committing")
+    return ""
+
+
 def _moved_at(w: Sequence[Sample]) -> float | None:
     for i in range(len(w) - 1, 0, -1):
         if w[i].committed != w[i - 1].committed:
@@ -135,11 +172,28 @@ def _secs(x: float) -> str:
     return f"{x:.0f} s" if x >= 10 else f"{x:.1f} s"
 
 
+def _from_heartbeats(ctx: Context) -> tuple[State, str] | None:
+    """A job in flight outranks a pause: it started before the pause, and it is running."""
+    running, timeout = ctx.job_running_s, ctx.job_timeout_s
+    if running is not None:
+        if timeout is None or running <= timeout:
+            of = f" of its {_secs(timeout)} timeout" if timeout else ""
+            return State.PROCESSING, f"job running {_secs(running)}{of}"
+        return State.STALLED, f"job running {_secs(running)}, past its {_secs(timeout)} timeout"
+    if ctx.paused:
+        return State.PENDING, ctx.paused
+    if ctx.busy:
+        return State.PENDING, ctx.busy
+    return None
+
+
 def evaluate(
-    window: Sequence[Sample], now: float, threshold_s: float, *, rebalancing: bool = False
+    window: Sequence[Sample], now: float, threshold_s: float, *, rebalancing: bool = False,
+    ctx: Context = NO_CONTEXT,
 ) -> Verdict:
     """Judge one partition from its window (oldest first). ``rebalancing``: the group is
-    between assignments, so "no member holds it" is no evidence of a stall."""
+    between assignments, so "no member holds it" is no evidence of a stall. ``ctx``: what
+    the live workers' heartbeats say about it."""
     if not window:
         return unknown("never read")
     s = window[-1]
@@ -154,8 +208,10 @@ def evaluate(
         lag_s = None
     age = lag_s if lag_s is not None else max(0.0, now - _lag_since(window))
 
+    rewind = _rewind(window)
+
     def verdict(state: State, reason: str) -> Verdict:
-        return Verdict(state, reason, lag, lag_s, since_moved, moved_at is not None)
+        return Verdict(state, reason + rewind, lag, lag_s, since_moved, moved_at is not None)
 
     if lag == 0:
         if moved_at is not None and moved_at == s.t and len(window) >= 2:
@@ -163,7 +219,11 @@ def evaluate(
         return verdict(State.IDLE, "nothing waiting" + ("" if s.held else "; no member holds it"))
     waiting = f"{lag} waiting, the oldest for {_secs(age)}"
     if moved_at is not None and now - moved_at <= threshold_s:
-        return verdict(State.PROCESSING, f"{waiting}; committed offset moved {_secs(now - moved_at)} ago")
+        return verdict(State.PROCESSING, f"{waiting}; committed offset moved {_secs(now - moved_at)} ago"
+                       + _falling_behind(window))
+    said = _from_heartbeats(ctx)
+    if said is not None:
+        return verdict(said[0], f"{waiting}; {said[1]}")
     if age <= threshold_s:
         who = "" if s.held else "; no member holds it yet"
         return verdict(State.PENDING, f"{waiting}{who}")
@@ -220,6 +280,12 @@ def hint(r: Rollup, verdicts: Mapping[str, Verdict], members: int, pending: int)
     if r.state is State.PENDING:
         labels = r.partitions(State.PENDING)
         oldest = max((verdicts[p].lag_s or 0.0) for p in labels)
+        held = [p for p in labels if "waiting for priority" in verdicts[p].reason
+                or "paused by operator" in verdicts[p].reason]
+        if held and len(held) == len(labels):
+            return (f"{pending} waiting, the oldest for {_secs(oldest)}, held back on purpose "
+                    f"(waiting for priority or paused by operator); {workers} "
+                    f"(partitions {_listing(labels)})")
         return (f"{pending} waiting, the oldest for {_secs(oldest)}, not yet picked up; {workers}"
                 f" (partitions {_listing(labels)})")
     labels = r.partitions(State.STALLED)
@@ -227,6 +293,8 @@ def hint(r: Rollup, verdicts: Mapping[str, Verdict], members: int, pending: int)
     oldest = max((verdicts[p].lag_s or 0.0) for p in labels)
     if members == 0:
         fix = "start one with `prophoto-ingest worker`"
+    elif any("past its" in verdicts[p].reason for p in labels):
+        fix = "a job has run past its timeout: its worker may be stuck (see its log)"
     elif any("no member" in verdicts[p].reason for p in labels):
         fix = "no member holds some of them: check the workers' --topics and the group's rebalance"
     else:

@@ -28,6 +28,7 @@ from streams.topics import Job, Topics
 
 from .deadletters import DeadLetterTally
 from .errors import KafkaLate, KafkaUnreachable
+from .heartbeats import HeartbeatTail, Seen
 
 TP = tuple[str, int]
 Kind = Literal["job", "retry"]
@@ -104,6 +105,7 @@ class KafkaRound:
     missing_topics: tuple[str, ...]
     dead_letters: DeadLetterDepth
     calls: int
+    heartbeats: tuple[Seen, ...] = ()  # the latest of each worker seen in the last hour
 
     @property
     def rebalancing(self) -> bool:
@@ -190,6 +192,8 @@ class Probe:
             {**self._consumer_conf(f"{self.group}.status-dlq"), "max.partition.fetch.bytes": 1048576},
             self.topics, self.dlq,
         )
+        self._beats = HeartbeatTail(self._consumer_conf(f"{self.group}.status-beats"),
+                                    self.topics.heartbeats, clock=clock)
         self.rounds = 0
         self.calls = 0
 
@@ -212,6 +216,7 @@ class Probe:
         self._consumer.close()
         self._offsets.close()
         self._tally.close()
+        self._beats.close()
 
     # -- the round ----------------------------------------------------------------------
     def round(self) -> KafkaRound:
@@ -244,11 +249,12 @@ class Probe:
             self._tally, self.topics,
             {tp: wm for tp, wm in watermarks.items() if tp[0] in dlq}, budget.deadline,
         )
+        beats = tuple(self._beats.update(budget.deadline).values())
         return KafkaRound(
             taken_at=taken_at, duration_s=time.monotonic() - start,
             cluster_id=md.cluster_id, brokers=len(md.brokers), group_state=state,
             members=members, partitions=tuple(job_parts), missing_topics=missing,
-            dead_letters=depth, calls=self.calls - calls_before,
+            dead_letters=depth, calls=self.calls - calls_before, heartbeats=beats,
         )
 
     def _metadata(self, budget: _Budget) -> Any:

@@ -60,11 +60,31 @@ def render(report: StatusReport, rounds: int, late: int) -> str:
     o.family("ingest_dead_letter_depth", "gauge",
              "Unresolved dead letters per dead-letter topic.",
              [(_labels(topic=t), n) for t, n in report.jobs.failed_by_topic.items()])
+    lat = report.preview_latency
+    windows = [("5m", lat.last_5m), ("60m", lat.last_60m)] if lat is not None else []
+    o.family("ingest_preview_latency_seconds", "gauge",
+             "Upload (record timestamp) to preview done, from the workers' heartbeats; "
+             "quantile 1 is the max.",
+             [(_labels(window=w, quantile=q), v) for w, summ in windows
+              for q, v in (("0.5", summ.p50_s), ("0.95", summ.p95_s), ("1", summ.max_s))
+              if v is not None])
+    o.family("ingest_preview_latency_count", "gauge", "Previews done in the window.",
+             [(_labels(window=w), summ.count) for w, summ in windows])
+    states = ("running", "stopping", "gone", "no heartbeat")
+    o.family("ingest_workers", "gauge", "Worker processes by state (heartbeats joined with the group).",
+             [(_labels(state=st), sum(1 for w in report.workers if w.state == st)) for st in states]
+             if report.kafka.reachable else [])
+    o.family("ingest_worker_jobs_in_flight", "gauge", "Jobs running on each live worker.",
+             [(_labels(worker=w.id), len(w.in_flight)) for w in report.workers
+              if w.state in ("running", "stopping")])
+    o.family("ingest_worker_rss_bytes", "gauge", "Resident memory of each live worker.",
+             [(_labels(worker=w.id), w.rss_bytes) for w in report.workers
+              if w.state in ("running", "stopping") and w.rss_bytes is not None])
     o.family("ingest_status_kafka_rounds_total", "counter",
-             "Rounds of Kafka queries the status service started (one per cache period at most, "
+             "Rounds of Kafka queries the status service started (one per sampling interval, "
              "plus ?refresh=1).", [("", rounds)])
     o.family("ingest_status_kafka_late_total", "counter",
              "Rounds abandoned because Kafka did not answer in time.", [("", late)])
-    o.family("ingest_status_cache_age_seconds", "gauge", "Age of the report these values come from.",
-             [("", report.cache_age_s)])
+    o.family("ingest_status_sample_age_seconds", "gauge", "Age of the report these values come from.",
+             [("", report.sample_age_s)])
     return "\n".join(o.lines) + "\n"

@@ -1,9 +1,11 @@
-"""The status service's core: one Kafka round per cache period whatever the request rate,
-run off the event loop, never waited on longer than the Kafka timeout.
+"""The status service's core: a sampler on its own clock (one Kafka round per
+``sample_interval_s``, whether or not anyone asks); requests read the latest evaluation.
 
-Concurrent requests for a stale cache share one round. A round that outlives its timeout is
-left to finish in its thread while the answer says "unknown"; no second round starts
-beside it, so a slow broker is never queried by a growing pile of threads.
+Rounds run off the event loop and are never waited on longer than the Kafka timeout. A
+round that outlives it is left to finish in its thread while the answer says "unknown"; no
+second round starts beside it, so a slow broker is never queried by a growing pile of
+threads. Without a running sampler (``status check``, tests) a request older than one
+interval starts the round itself, and concurrent requests share it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
 from typing import Protocol
 
 from streams.settings import Settings
@@ -51,9 +52,11 @@ class StatusService:
         self.tracker = Tracker(settings)
         self._report: StatusReport | None = None
         self._fresh_until = 0.0  # monotonic
+        self._sampler: asyncio.Task[None] | None = None
+        self.last_good_at: float | None = None  # wall clock of the last round that answered
         self._inflight: asyncio.Task[StatusReport] | None = None
         self._running: Future[KafkaRound] | None = None
-        self._json: tuple[datetime, bytes] | None = None
+        self._json: tuple[StatusReport, bytes, float] | None = None
         self.rounds = 0  # Kafka rounds started, the number the cache exists to bound
         self.late = 0
         self.rebuilds = 0  # times the Kafka clients were rebuilt after a failed round
@@ -67,25 +70,66 @@ class StatusService:
             self._probe = Probe(self.settings, clock=self.clock)
         return self._probe
 
-    async def report(self, refresh: bool = False) -> StatusReport:
-        """The cached report, or a new one if it is older than ``cache_s`` (or ``refresh``)."""
+    # -- the sampler -------------------------------------------------------------------
+    def start(self) -> None:
+        """Sample on the running loop until ``stop``: the windows then hold evenly spaced
+        samples, so "since the last look" means one interval, not the last request."""
+        if self._sampler is None:
+            self._sampler = asyncio.create_task(self._sample_forever(), name="status-sampler")
+
+    async def stop(self) -> None:
+        task, self._sampler = self._sampler, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sample_forever(self) -> None:
+        interval = self.settings.status.sample_interval_s
+        next_at = time.monotonic()
+        while True:
+            try:
+                await self._shared_round()
+            except Exception:
+                log.exception("status sampler: round failed")
+            next_at += interval
+            now = time.monotonic()
+            # A late round skips the ticks it missed rather than bursting to catch up.
+            next_at = max(next_at, now)
+            await asyncio.sleep(next_at - now)
+
+    @property
+    def sampling(self) -> bool:
+        return self._sampler is not None and not self._sampler.done()
+
+    async def latest(self, refresh: bool = False) -> StatusReport:
+        """The latest evaluation (its age not filled in); a new round only for ``refresh``,
+        for the first request, or (no sampler running) when it is older than one interval."""
         cached = self._report
-        if cached is not None and not refresh and time.monotonic() < self._fresh_until:
-            return cached.with_age(self.clock())
+        if cached is not None and not refresh and (
+                self.sampling or time.monotonic() < self._fresh_until):
+            return cached
+        return await self._shared_round()
+
+    async def report(self, refresh: bool = False) -> StatusReport:
+        return (await self.latest(refresh)).with_age(self.clock())
+
+    async def _shared_round(self) -> StatusReport:
         if self._inflight is None:
             self._inflight = asyncio.create_task(self._refresh())
             self._inflight.add_done_callback(self._clear_inflight)
-        report = await asyncio.shield(self._inflight)
-        return report.with_age(self.clock())
+        return await asyncio.shield(self._inflight)
 
     async def report_json(self, refresh: bool = False) -> bytes:
         """The report as JSON, serialized once per round: only its age changes per request."""
-        report = await self.report(refresh=refresh)
-        if self._json is None or self._json[0] != report.checked_at:
-            # cache_age_s is the document's second field: its first occurrence is the top one.
-            blank = report.model_copy(update={"cache_age_s": -1.0}).model_dump_json().encode()
-            self._json = (report.checked_at, blank)
-        return self._json[1].replace(b'"cache_age_s":-1.0', b'"cache_age_s":%r' % report.cache_age_s, 1)
+        report = await self.latest(refresh=refresh)
+        if self._json is None or self._json[0] is not report:
+            # sample_age_s is the document's second field: its first occurrence is the top one.
+            blank = report.model_copy(update={"sample_age_s": -1.0}).model_dump_json().encode()
+            self._json = (report, blank, report.checked_at.timestamp())
+        _, blank, taken = self._json
+        age = round(max(0.0, self.clock() - taken), 3)
+        return blank.replace(b'"sample_age_s":-1.0', b'"sample_age_s":%r' % age, 1)
 
     def _clear_inflight(self, _task: asyncio.Task[StatusReport]) -> None:
         self._inflight = None
@@ -105,9 +149,8 @@ class StatusService:
             self._drop_probe(self._running)
             self._running = None
         if self._running is not None and not self._running.done():
-            report = unreachable(self.settings, taken_at,
-                                 f"the previous round of queries is still waiting on "
-                                 f"{self.settings.kafka.bootstrap_servers}")
+            report = self._unknown(taken_at, f"the previous round of queries is still waiting on "
+                                             f"{self.settings.kafka.bootstrap_servers}")
         else:
             self.rounds += 1
             loop = asyncio.get_running_loop()
@@ -116,22 +159,24 @@ class StatusService:
             try:
                 rnd = await asyncio.wait_for(asyncio.wrap_future(fut, loop=loop), timeout + SLACK_S)
                 report = self.tracker.build(rnd)
+                self.last_good_at = rnd.taken_at
             except TimeoutError:
                 self.late += 1
-                report = unreachable(self.settings, taken_at,
-                                     f"Kafka did not answer within {timeout:g} s")
+                report = self._unknown(taken_at, f"Kafka did not answer within {timeout:g} s")
                 self._drop_probe(fut)
             except StatusError as exc:
-                report = unreachable(self.settings, taken_at, str(exc))
+                report = self._unknown(taken_at, str(exc))
                 self._drop_probe(fut)
             except Exception as exc:  # the page must say why, not answer 500
                 log.exception("status round failed")
-                report = unreachable(self.settings, taken_at,
-                                     f"status round failed: {type(exc).__name__}: {exc}")
+                report = self._unknown(taken_at, f"status round failed: {type(exc).__name__}: {exc}")
                 self._drop_probe(fut)
         self._report = report
-        self._fresh_until = started + self.settings.status.cache_s
+        self._fresh_until = started + self.settings.status.sample_interval_s
         return report
+
+    def _unknown(self, taken_at: float, error: str) -> StatusReport:
+        return unreachable(self.settings, taken_at, error, last_good_at=self.last_good_at)
 
     def _drop_probe(self, fut: Future[KafkaRound] | None) -> None:
         """Any failed round rebuilds the Kafka clients for the next one: clients that lived

@@ -30,7 +30,6 @@ from .service import StatusService
 log = logging.getLogger("status.web")
 STATIC = Path(__file__).parent / "static"
 SERVICE: web.AppKey[StatusService] = web.AppKey("service", StatusService)
-PRIMING: web.AppKey[asyncio.Task[Any]] = web.AppKey("priming", asyncio.Task)
 LOOKUPS: web.AppKey[ThreadPoolExecutor] = web.AppKey("lookups", ThreadPoolExecutor)
 
 
@@ -128,7 +127,7 @@ async def _dead_letters(svc: StatusService, uuid: str, timeout: float) -> dict[s
 
 
 def create_app(
-    settings: Settings, service: StatusService | None = None, *, prime: bool = True
+    settings: Settings, service: StatusService | None = None, *, sample: bool = True
 ) -> web.Application:
     app = web.Application()
     app[SERVICE] = service or StatusService(settings)
@@ -141,16 +140,17 @@ def create_app(
     app.router.add_get("/lookup/{uuid}", lookup)
     app.router.add_static("/static/", STATIC, show_index=False)
 
-    async def prime_cache(app: web.Application) -> None:
-        # The first round opens the connections (up to a second cold); do it before anyone asks.
-        app[PRIMING] = asyncio.create_task(app[SERVICE].report())
+    async def start_sampling(app: web.Application) -> None:
+        # The first round opens the connections (up to a second cold): before anyone asks.
+        app[SERVICE].start()
 
     async def close(app: web.Application) -> None:
+        await app[SERVICE].stop()
         app[SERVICE].close()
         app[LOOKUPS].shutdown(wait=False, cancel_futures=True)
 
-    if prime:
-        app.on_startup.append(prime_cache)
+    if sample:
+        app.on_startup.append(start_sampling)
     app.on_cleanup.append(close)
     return app
 

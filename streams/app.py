@@ -132,6 +132,9 @@ def create_app(
         web_enabled=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
+        # The worker's own id (host:pid) as its Kafka client id: the status service lists
+        # group members by it and joins them with their heartbeats.
+        broker_client_id=worker_id(settings.worker.id),
         broker_commit_interval=1.0,
         broker_session_timeout=k.session_timeout_s,
         broker_heartbeat_interval=max(0.5, k.session_timeout_s / 5),
@@ -172,7 +175,8 @@ def create_app(
     sender = FaustSender(app)
     rt = runtime or WorkerRuntime(
         kafka=k, topics=topics, jobs=jobs, concurrency=settings.worker.concurrency,
-        grace_s=settings.worker.timeout_s, limits=Limits(),
+        grace_s=settings.worker.timeout_s, limits=Limits(), worker_id=services.worker_id,
+        timeout_s=settings.worker.timeout_s, heartbeat_s=settings.worker.heartbeat_s,
     )
     for job in jobs:
         runner = JobRunner(job, HANDLERS[job], services, sender)
@@ -194,9 +198,12 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
             event.message.incref()
             if retrying:
                 await _wait_not_before(rec, runner.s.settings.worker.backoff_max_s)
-            async with rt.slot(runner.job) as slot:
-                await runner.process(rec, slot)
+            where = (rec.topic, rec.partition, rec.offset, (rec.key or b"").decode("utf-8", "replace"))
+            async with rt.slot(runner.job, where) as slot:
+                outcome = await runner.process(rec, slot)
             event.message.decref()  # done: let faust's ack through
+            if outcome == "ok" and runner.job is Job.PREVIEW:
+                rt.latency.add(time.time() - _origin_ms(rec) / 1000)
 
     app.agent(
         topic, name=f"{topic_name}-agent", concurrency=runner.s.settings.worker.concurrency
@@ -207,11 +214,23 @@ def _background(app: faust.App, rt: WorkerRuntime) -> None:
     def assignment() -> set[Any]:
         return set(app.consumer.assignment())
 
+    rt.assignment = assignment
+
     async def watch() -> None:
         await rt.watch(assignment)
 
-    for task in (watch, rt.listen_for_restart, rt.serve_health):
+    for task in (watch, rt.listen_for_restart, rt.serve_health, rt.publish_heartbeats):
         app.task(task)
+
+
+def _origin_ms(rec: Record) -> int:
+    """When the upload was announced: a retry carries its first record's timestamp."""
+    try:
+        return headers.parse_control(rec.headers, topic=rec.topic, partition=rec.partition,
+                                     offset=rec.offset, timestamp_ms=rec.timestamp_ms
+                                     ).origin_timestamp_ms
+    except Exception:  # noqa: BLE001 - a bad header was dead-lettered; no latency to count
+        return rec.timestamp_ms
 
 
 class IngestWorker(faust.Worker):

@@ -138,6 +138,7 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
         limits=Limits(max_jobs=1 if once else max_jobs, max_time_s=max_time, memory_mb=memory,
                       stop_when_empty=stop_when_empty),
         lag_threshold=w.priority_lag_threshold, health_port=w.health_port,
+        timeout_s=w.timeout_s, heartbeat_s=w.heartbeat_s,
     )
     app, services = create_app(settings, jobs, runtime)
     runtime.worker_id = services.worker_id

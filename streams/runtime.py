@@ -1,5 +1,5 @@
 """What a worker process does besides running jobs: priorities, limits, graceful stop,
-the restart broadcast, and a liveness endpoint.
+the restart broadcast, heartbeats, and a liveness endpoint.
 
 - Priority: all agents of a worker share ``concurrency`` job slots through a priority gate,
   so a free slot always goes to the highest-priority job waiting; and while a higher-
@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from . import heartbeat
 from .settings import KafkaSettings
 from .topics import Job, Topics
 
@@ -140,7 +141,8 @@ class PriorityGate:
 class WorkerRuntime:
     def __init__(self, *, kafka: KafkaSettings, topics: Topics, jobs: list[Job], concurrency: int,
                  grace_s: float, limits: Limits, lag_threshold: int = 0,
-                 health_port: int = 0, worker_id: str = "") -> None:
+                 health_port: int = 0, worker_id: str = "", timeout_s: float = 0.0,
+                 heartbeat_s: float = 3.0) -> None:
         self.kafka = kafka
         self.topics = topics
         self.jobs = jobs
@@ -163,18 +165,32 @@ class WorkerRuntime:
         self._idle.set()
         self._shutdown: Callable[[], None] | None = None
         self.paused: set[str] = set()
+        self.pause_reason = ""
+        self.timeout_s = timeout_s
+        self.heartbeat_s = heartbeat_s
+        # Jobs in their slot: (topic, partition, offset, uuid, monotonic start).
+        self.running: dict[int, tuple[str, int, int, str, float]] = {}
+        self._job_ids = itertools.count()
+        self.latency = heartbeat.LatencySketch()
+        self.assignment: Callable[[], set[Any]] = set
 
     # -- jobs ---------------------------------------------------------------------------
     @asynccontextmanager
-    async def slot(self, job: Job) -> AsyncIterator[Slot]:
+    async def slot(self, job: Job, where: tuple[str, int, int, str] | None = None
+                   ) -> AsyncIterator[Slot]:
+        """A job slot for the record at ``where`` (topic, partition, offset, uuid)."""
         prio = self.priority.get(job, 99)
         await self.gate.acquire(prio)
         self.in_flight += 1
         self._idle.clear()
         held = Slot()
+        job_id = next(self._job_ids)
+        if where is not None:
+            self.running[job_id] = (*where, time.monotonic())
         try:
             yield held
         finally:
+            self.running.pop(job_id, None)
             self.in_flight -= 1
             self.done += 1
             if self.in_flight == 0:
@@ -287,15 +303,19 @@ class WorkerRuntime:
             if job in lag_by_job and topic == self.topics.job(job):
                 lag_by_job[job] += lag
         blocked_from: int | None = None
+        reason = ""
         for i, job in enumerate(self.jobs):
             if lag_by_job[job] > self.lag_threshold:
                 blocked_from = i + 1
+                reason = (f"waiting for priority: {self.topics.job(job)} has {lag_by_job[job]} "
+                          f"waiting on this worker's partitions (threshold {self.lag_threshold})")
                 break
         lower = self.jobs[blocked_from:] if blocked_from else []
         want_paused = {self.topics.job(j) for j in lower} | {self.topics.retry(j) for j in lower}
         if want_paused != self.paused:
             log.info("priority: paused %s", sorted(want_paused) or "nothing")
         self.paused = want_paused
+        self.pause_reason = reason
         self.gate.block_from(blocked_from)
 
     # -- restart broadcast --------------------------------------------------------------
@@ -325,6 +345,55 @@ class WorkerRuntime:
         finally:
             c.close()
 
+    # -- heartbeats ----------------------------------------------------------------------
+    def heartbeat(self, rss_bytes: int | None = None) -> heartbeat.Heartbeat:
+        """What this worker is doing now, as the status service reads it."""
+        now = time.monotonic()
+        held: dict[str, list[int]] = {}
+        for tp in self.assignment():
+            held.setdefault(tp.topic, []).append(tp.partition)
+        host, _, pid = self.worker_id.rpartition(":")
+        return heartbeat.Heartbeat(
+            id=self.worker_id, host=host or self.worker_id,
+            pid=int(pid) if pid.isdigit() else os.getpid(), version=_version(),
+            started_at=self.started_wall_ms / 1000, sent_at=time.time(),
+            interval_s=self.heartbeat_s,
+            topics=[t for job in self.jobs for t in (self.topics.job(job), self.topics.retry(job))],
+            concurrency=self.concurrency, timeout_s=self.timeout_s, jobs_done=self.done,
+            rss_bytes=rss_bytes,
+            in_flight=[heartbeat.InFlightJob(topic=t, partition=p, offset=o, uuid=u,
+                                             running_s=round(now - t0, 3))
+                       for t, p, o, u, t0 in self.running.values()],
+            paused=[heartbeat.PausedTopic(topic=t, partitions=sorted(held.get(t, [])),
+                                          reason=self.pause_reason)
+                    for t in sorted(self.paused)],
+            stopping=self.stop_reason,
+            preview_latency=self.latency.minutes(),
+        )
+
+    async def publish_heartbeats(self) -> None:
+        """A heartbeat every ``heartbeat_s`` until the worker stops, and one as it stops.
+        Best effort: a heartbeat the broker does not take is simply the next one."""
+        from confluent_kafka import Producer
+
+        producer = Producer({**self.kafka.confluent_config(), "linger.ms": 0,
+                             "message.timeout.ms": max(1000, int(self.heartbeat_s * 3000))})
+        proc = _this_process()
+        try:
+            while True:
+                rss = proc.memory_info().rss if proc is not None else None
+                body = self.heartbeat(rss).model_dump_json().encode()
+                try:
+                    producer.produce(self.topics.heartbeats, key=self.worker_id.encode(), value=body)
+                except Exception as exc:  # noqa: BLE001 - queue full or broker away
+                    log.debug("heartbeat not sent: %s", exc)
+                producer.poll(0)
+                if self.stop_reason is not None:
+                    return  # the last one says why it stops
+                await asyncio.sleep(self.heartbeat_s)
+        finally:
+            await asyncio.to_thread(producer.flush, 1.0)
+
     # -- liveness ------------------------------------------------------------------------
     async def serve_health(self) -> None:
         if not self.health_port:
@@ -343,6 +412,24 @@ class WorkerRuntime:
         await runner.setup()
         await web.TCPSite(runner, "0.0.0.0", self.health_port).start()
         log.info("health endpoint on :%d/healthz", self.health_port)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("prophoto-ingest-streams")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _this_process() -> Any:
+    try:
+        import psutil
+
+        return psutil.Process()
+    except Exception:  # noqa: BLE001 - RSS is optional in a heartbeat
+        return None
 
 
 class LagReader:

@@ -93,7 +93,8 @@ class ClickHouseSettings(_Group):
 class StatusSettings(_Group):
     host: str = "127.0.0.1"
     port: int = 8080
-    cache_s: float = Field(5.0, ge=0)
+    # One round of Kafka queries per interval, in the background, whether or not anyone asks.
+    sample_interval_s: float = Field(5.0, gt=0)
     stall_threshold_s: float = Field(30.0, gt=0)
     kafka_timeout_s: float = Field(1.5, gt=0)
 
@@ -113,6 +114,8 @@ class WorkerSettings(_Group):
     # Deliveries without an outcome (each died with its worker) before a record is a
     # dead letter instead of another try: a poison record must not crash-loop a partition.
     max_deliveries: int = Field(3, ge=1)
+    # Seconds between the worker's heartbeats (streams/heartbeat.py) on the heartbeats topic.
+    heartbeat_s: float = Field(3.0, gt=0)
     # Port for the worker's own liveness endpoint (GET /healthz); 0 turns it off.
     health_port: int = Field(0, ge=0, le=65535)
 

@@ -55,6 +55,7 @@ IMAGES = "images"
 DEAD_LETTER_STATE = "ingest-dlq-state"
 CONTROL = "ingest-control"
 DELIVERIES = "ingest-deliveries"
+HEARTBEATS = "ingest-heartbeats"
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class Topics:
     def deliveries(self) -> str:
         return self._n(DELIVERIES)
 
+    @property
+    def heartbeats(self) -> str:
+        return self._n(HEARTBEATS)
+
     def job_for_topic(self, name: str) -> Job | None:
         for job in Job:
             if name in (self.job(job), self.retry(job), self.dead_letter(job)):
@@ -149,6 +154,11 @@ class Topics:
         out.append(TopicSpec(self.dead_letter_state, 1, compacted=True,
                              enforced=("cleanup.policy",)))
         out.append(TopicSpec(self.control, 1, config={"retention.ms": str(24 * 3600 * 1000)}))
+        # Workers' heartbeats (streams/heartbeat.py): only the last minutes matter.
+        # The broker stamps them: their age is read against one clock, not each worker's.
+        out.append(TopicSpec(self.heartbeats, 1, config={
+            "retention.ms": str(15 * 60 * 1000), "segment.ms": str(5 * 60 * 1000),
+            "message.timestamp.type": "LogAppendTime"}))
         # Delivery counts of records in flight (streams/deliveries.py): nearly every key is
         # tombstoned within seconds, so compact often and keep tombstones an hour.
         out.append(TopicSpec(self.deliveries, n, compacted=True, config={

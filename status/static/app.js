@@ -32,7 +32,7 @@ function render(s) {
   $("hint").textContent = s.worker.hint;
   $("checked-at").textContent = new Date(s.checked_at).toLocaleTimeString();
   $("checked-at").dateTime = s.checked_at;
-  $("cache-age").textContent = secs(s.cache_age_s);
+  $("sample-age").textContent = secs(s.sample_age_s);
   $("count-pending").textContent = s.jobs.pending;
   $("count-ingest-pending").textContent = s.jobs.ingest_pending;
   $("count-failed").textContent = s.jobs.failed;

@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def service(make_settings, topics: Topics, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    settings: Settings = make_settings(status={"cache_s": 0.5})
+    settings: Settings = make_settings(status={"sample_interval_s": 0.5})
     port = _free_port()
     log = tmp_path / "status.log"
     with log.open("wb") as out:

@@ -75,7 +75,7 @@ class Poller:
 async def test_pending_stalled_processing_idle(
     make_settings, start_worker, tmp_path: Path
 ) -> None:
-    settings: Settings = make_settings(status={"stall_threshold_s": 8, "cache_s": 0})
+    settings: Settings = make_settings(status={"stall_threshold_s": 8, "sample_interval_s": 0})
     topics = Topics.from_settings(settings.kafka)
     ensure_topics(settings.kafka, topics.specs())
     preview, dlq = topics.job(Job.PREVIEW), topics.dead_letter(Job.PREVIEW)
@@ -165,7 +165,7 @@ def private_broker(bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, dict[s
 async def test_broker_going_away_is_unknown_then_recovers(make_settings, private_broker) -> None:
     bootstrap_servers, env = private_broker
     settings: Settings = make_settings(kafka={"bootstrap_servers": bootstrap_servers},
-                                       status={"cache_s": 0})
+                                       status={"sample_interval_s": 0})
     topics = Topics.from_settings(settings.kafka)
     ensure_topics(settings.kafka, topics.specs())
     with EventProducer(settings.kafka) as producer:

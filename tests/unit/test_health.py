@@ -11,6 +11,7 @@ from status.health import (
     EXIT_CODE,
     METRIC_CODE,
     PRECEDENCE,
+    Context,
     Sample,
     State,
     Verdict,
@@ -33,9 +34,9 @@ def history(points: Iterable[tuple[float, int, int | None]], *, begin: int = 0, 
     return w
 
 
-def judge(w: Window, now: float | None = None, **kw: bool) -> Verdict:
+def judge(w: Window, now: float | None = None, ctx: Context | None = None, **kw: bool) -> Verdict:
     samples = list(w.samples)
-    return evaluate(samples, samples[-1].t if now is None else now, T, **kw)
+    return evaluate(samples, samples[-1].t if now is None else now, T, ctx=ctx or Context(), **kw)
 
 
 # -- single states ---------------------------------------------------------------------
@@ -203,6 +204,79 @@ def test_recreated_topic_clears_history() -> None:
 def test_offset_reset_backwards_counts_as_movement() -> None:
     w = history([(0, 100, 90), (5, 100, 90), (10, 100, 20)], oldest={10: -500.0})
     assert judge(w).state is State.PROCESSING
+
+
+def test_rewind_is_said_and_judged_on_what_follows() -> None:
+    w = history([(0, 100, 90), (5, 100, 90), (10, 100, 20)], oldest={10: -500.0})
+    v = judge(w)
+    assert "rewind: committed offset went back from 90 to 20" in v.reason
+    # It stops moving after the reset: the rewind is still said, and the stall is called.
+    for t in range(15, 60, 5):
+        w.add(Sample(t, 0, 100, 20, -500.0, True))
+    v = judge(w)
+    assert v.state is State.STALLED and "rewind" in v.reason
+
+
+def test_falling_behind_moves_but_lag_rises_every_look() -> None:
+    w = history([(0, 100, 10), (5, 130, 20), (10, 160, 30), (15, 190, 40)], oldest={15: 0.0})
+    v = judge(w)
+    assert v.state is State.PROCESSING
+    assert "falling behind: lag rose from 90 to 150" in v.reason
+
+
+def test_keeping_up_is_not_falling_behind() -> None:
+    w = history([(0, 100, 10), (5, 130, 60), (10, 160, 120), (15, 190, 150)], oldest={15: 14.0})
+    v = judge(w)
+    assert v.state is State.PROCESSING and "falling behind" not in v.reason
+
+
+def test_stop_no_commit_for_longer_than_the_window_unless_caught_up() -> None:
+    w = history([(t, 40, 30) for t in range(0, 120, 5)], oldest={115: 0.0})
+    assert judge(w).state is State.STALLED
+    caught_up = history([(t, 40, 40) for t in range(0, 120, 5)])
+    assert judge(caught_up).state is State.IDLE
+
+
+# -- what the heartbeats add -----------------------------------------------------------
+def test_a_long_job_within_its_timeout_is_processing_not_stalled() -> None:
+    # The committed offset has not moved for 95 s (past T), but a live worker says the job
+    # at it has run 95 s of its 120 s timeout.
+    w = history([(t, 3, 2) for t in range(0, 100, 5)], oldest={95: 0.0})
+    assert judge(w).state is State.STALLED  # without heartbeats it would look stuck
+    v = judge(w, ctx=Context(job_running_s=95.0, job_timeout_s=120.0))
+    assert v.state is State.PROCESSING
+    assert "job running 95 s of its 120 s timeout" in v.reason
+
+
+def test_a_job_past_its_timeout_is_stalled() -> None:
+    w = history([(t, 3, 2) for t in range(0, 130, 5)], oldest={125: 0.0})
+    v = judge(w, ctx=Context(job_running_s=125.0, job_timeout_s=120.0))
+    assert v.state is State.STALLED and "past its 120 s timeout" in v.reason
+    r = rollup({"ingest-preview/0": v})
+    assert "run past its timeout" in hint(r, {"ingest-preview/0": v}, members=1, pending=1)
+
+
+def test_a_paused_partition_waits_for_priority_and_is_never_stalled() -> None:
+    reason = "waiting for priority: ingest has 40 waiting on this worker's partitions (threshold 0)"
+    w = history([(t, 50, 10) for t in range(0, 600, 5)], oldest={595: 0.0})  # ten minutes
+    v = judge(w, ctx=Context(paused=reason))
+    assert v.state is State.PENDING and "waiting for priority" in v.reason
+    r = rollup({"ingest-preview/0": v})
+    assert "held back on purpose" in hint(r, {"ingest-preview/0": v}, members=1, pending=40)
+    # The worker that held it is gone (no context): the old lag is a stall again.
+    assert judge(w).state is State.STALLED
+
+
+def test_a_job_in_flight_on_a_paused_partition_is_processing() -> None:
+    w = history([(t, 50, 10) for t in range(0, 60, 5)], oldest={55: 0.0})
+    v = judge(w, ctx=Context(paused="waiting for priority: x", job_running_s=4.0, job_timeout_s=120))
+    assert v.state is State.PROCESSING
+
+
+def test_unknown_is_only_what_could_not_be_read() -> None:
+    v = unknown("committed offset unreadable: COORDINATOR_LOAD_IN_PROGRESS")
+    r = rollup({"ingest/0": v, "ingest/1": judge(history([(0, 5, 5), (5, 5, 5)]))})
+    assert r.state is State.UNKNOWN and r.partitions(State.IDLE) == ["ingest/1"]
 
 
 # -- roll-up and words -----------------------------------------------------------------

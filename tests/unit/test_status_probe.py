@@ -72,6 +72,12 @@ class NoTally:
     def close(self) -> None: ...
 
 
+class NoBeats:
+    def update(self, deadline: float) -> dict[str, Any]:
+        return {}
+    def close(self) -> None: ...
+
+
 def test_a_committed_offset_kafka_would_not_give_is_unknown_not_a_full_backlog() -> None:
     s = Settings(kafka={"bootstrap_servers": "127.0.0.1:1", "topic_prefix": "p-",  # type: ignore[arg-type]
                         "partitions": 2}, status={"kafka_timeout_s": 0.3})
@@ -84,6 +90,7 @@ def test_a_committed_offset_kafka_would_not_give_is_unknown_not_a_full_backlog()
                                    failing=(preview, 1))
     probe._consumer = NoPeek()  # type: ignore[assignment]
     probe._tally = NoTally()  # type: ignore[assignment]
+    probe._beats = NoBeats()  # type: ignore[assignment]
     rnd = probe.round()
     report = Tracker(s).build(rnd)
     parts = {p.partition: p for p in report.topics[preview].partitions}

@@ -25,7 +25,7 @@ UUID = "0b6f0001-aaaa-4bbb-8ccc-0123456789ab"
 
 def make_settings(**status: Any) -> Settings:
     return Settings(kafka={"topic_prefix": "u-", "group_id": "u-group", "partitions": 2},  # type: ignore[arg-type]
-                    status={"cache_s": 3600, **status})
+                    status={"sample_interval_s": 3600, **status})
 
 
 class FakeProbe:
@@ -78,9 +78,9 @@ ClientFactory = Callable[..., Any]
 async def client() -> AsyncIterator[ClientFactory]:
     made: list[TestClient[Any, Any]] = []
 
-    async def make(settings: Settings, probe: FakeProbe, prime: bool = False) -> TestClient[Any, Any]:
+    async def make(settings: Settings, probe: FakeProbe, sample: bool = False) -> TestClient[Any, Any]:
         svc = StatusService(settings, probe)
-        c: TestClient[Any, Any] = TestClient(TestServer(web.create_app(settings, svc, prime=prime)))
+        c: TestClient[Any, Any] = TestClient(TestServer(web.create_app(settings, svc, sample=sample)))
         await c.start_server()
         made.append(c)
         return c
@@ -97,10 +97,12 @@ async def test_status_document_in_the_shape_operators_know(client: ClientFactory
     r = await c.get("/status")
     assert r.status == 200
     doc = await r.json()
-    assert set(doc) >= {"kafka", "group", "topics", "jobs", "worker", "checked_at", "cache_age_s"}
+    assert set(doc) >= {"kafka", "group", "topics", "jobs", "worker", "checked_at", "sample_age_s"}
+    last_good = doc["kafka"].pop("last_good_at")
     assert doc["kafka"] == {"reachable": True, "bootstrap": s.kafka.bootstrap_servers, "cluster_id": "c1",
-                            "brokers": 1, "error": None, "round_s": 0.01}
-    assert 0 <= doc["cache_age_s"] < 3600  # filled in per request, not the serialized blank
+                            "brokers": 1, "error": None, "round_s": 0.01, "last_good_age_s": 0.0}
+    assert last_good == doc["checked_at"]
+    assert 0 <= doc["sample_age_s"] < 3600  # filled in per request, not the serialized blank
     assert doc["group"]["members"][0]["client_id"] == "worker-1"
     assert doc["group"]["members"][0]["assigned"] == [{"topic": "u-ingest-preview", "partitions": [0]}]
     preview = doc["topics"]["u-ingest-preview"]
@@ -128,12 +130,13 @@ async def test_one_round_per_cache_period_whatever_the_request_rate(client: Clie
     assert probe.rounds == 2
 
 
-async def test_zero_cache_asks_kafka_every_time(client: ClientFactory) -> None:
-    s = make_settings(cache_s=0)
+async def test_without_a_sampler_a_stale_answer_starts_a_round(client: ClientFactory) -> None:
+    s = make_settings(sample_interval_s=0.05)
     probe = FakeProbe(s)
     c = await client(s, probe)
     for _ in range(3):
         await c.get("/status")
+        await asyncio.sleep(0.06)
     assert probe.rounds == 3
 
 
@@ -151,7 +154,7 @@ async def test_concurrent_requests_share_one_round(client: ClientFactory) -> Non
 
 
 async def test_hanging_broker_gives_unknown_and_no_pile_of_rounds(client: ClientFactory) -> None:
-    s = make_settings(kafka_timeout_s=0.2, cache_s=0)
+    s = make_settings(kafka_timeout_s=0.2, sample_interval_s=0.001)
     probe = FakeProbe(s)
     probe.gate = threading.Event()
     c = await client(s, probe)
@@ -171,20 +174,32 @@ async def test_hanging_broker_gives_unknown_and_no_pile_of_rounds(client: Client
 
 
 async def test_unreachable_broker(client: ClientFactory) -> None:
-    s = make_settings(cache_s=0)
+    s = make_settings(sample_interval_s=0.05)
     probe = FakeProbe(s)
     probe.fail = "no answer from 127.0.0.1:1 within 1.5 s"
     c = await client(s, probe)
     doc = await (await c.get("/status")).json()
     assert doc["worker"]["status"] == "unknown"
-    assert doc["worker"]["hint"] == "cannot reach Kafka: no answer from 127.0.0.1:1 within 1.5 s"
+    assert doc["worker"]["hint"] == ("cannot reach Kafka: no answer from 127.0.0.1:1 within 1.5 s; "
+                                     "no round has answered since the service started")
+    assert doc["kafka"]["last_good_at"] is None
     assert (await c.get("/healthz")).status == 200
     r = await c.get("/readyz")
     assert r.status == 503 and "127.0.0.1:1" in (await r.json())["error"]
     text = await (await c.get("/metrics")).text()
     assert "ingest_kafka_reachable 0" in text and "ingest_worker_status 4" in text
     probe.fail = None
+    await asyncio.sleep(0.06)  # the unknown answer is older than an interval: asked again
     assert (await c.get("/readyz")).status == 200
+    good = (await (await c.get("/status")).json())["checked_at"]
+    probe.fail = "broker gone"
+    await asyncio.sleep(0.06)
+    doc = await (await c.get("/status")).json()
+    assert doc["worker"]["status"] == "unknown"
+    # Unknown says how old the last truth is, and which one it was.
+    assert doc["kafka"]["last_good_at"] == good
+    assert doc["kafka"]["last_good_age_s"] >= 0.06
+    assert "the last good sample is" in doc["worker"]["hint"]
 
 
 METRIC_LINE = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)+\})? -?[0-9.e+-]+$')
@@ -206,12 +221,28 @@ async def test_metrics_in_prometheus_text_format(client: ClientFactory) -> None:
     assert "ingest_status_kafka_rounds_total 1" in text
 
 
-async def test_priming_fills_the_cache_at_start(client: ClientFactory) -> None:
-    s = make_settings()
+async def test_the_sampler_keeps_its_own_clock_whatever_the_request_rate(
+    client: ClientFactory
+) -> None:
+    interval = 0.2
+    s = make_settings(sample_interval_s=interval)
     probe = FakeProbe(s)
-    c = await client(s, probe, prime=True)
-    await (await c.get("/status")).json()
-    assert probe.rounds == 1
+    c = await client(s, probe, sample=True)
+    start = time.monotonic()
+    await asyncio.sleep(4 * interval)
+    assert probe.rounds >= 2  # nobody asked, and it sampled
+    before = probe.rounds
+    t0 = time.monotonic()
+    for _ in range(10):
+        answers = await asyncio.gather(*(c.get("/status") for _ in range(30)))
+        assert {a.status for a in answers} == {200}
+    elapsed = time.monotonic() - t0
+    # 300 requests cost no round of their own: only the clock's ticks (and the one that
+    # may have been under way) happened meanwhile.
+    assert probe.rounds - before <= elapsed / interval + 2
+    assert probe.rounds <= (time.monotonic() - start) / interval + 2
+    await c.get("/status?refresh=1")  # an operator's explicit refresh still asks at once
+    assert probe.rounds >= before + 1
 
 
 async def test_lookup_shows_dead_letters_and_says_why_attempts_are_missing(
@@ -272,3 +303,18 @@ async def test_dashboard_is_served_by_the_service_itself(client: ClientFactory) 
     for f in Path(web.STATIC).iterdir():
         assert not re.search(r"https?://", f.read_text()), f"{f.name} loads something from outside"
     assert (await c.get("/static/")).status in (403, 404)  # no directory listing
+
+
+async def test_the_first_status_after_a_quiet_spell_is_idle(client: ClientFactory) -> None:
+    # Observed: with nothing happening for minutes, the first /status after one commit said
+    # "processing (caught up since the last look)": the window followed the request cadence.
+    interval = 0.05
+    s = make_settings(sample_interval_s=interval)
+    probe = FakeProbe(s)
+    probe.lags = {probe.topics.job(Job.PREVIEW): [(10, 4), (3, 3)]}
+    c = await client(s, probe, sample=True)
+    assert (await (await c.get("/status")).json())["worker"]["status"] != "idle"
+    probe.lags = {probe.topics.job(Job.PREVIEW): [(10, 10), (3, 3)]}  # the job is done
+    await asyncio.sleep(20 * interval)  # a quiet spell: nobody asks
+    doc = await (await c.get("/status")).json()
+    assert doc["worker"]["status"] == "idle", doc["worker"]
