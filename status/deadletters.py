@@ -5,6 +5,9 @@ the compacted resolution-state topic once from the start, then only what is new 
 round, so a large dead-letter history costs one pass, not one per cache period. A dead
 letter is identified by its id header; a resolution record resolves that id, a tombstone
 reopens it.
+
+The same pass keeps a small index by record key (the image UUID): where each dead letter
+is and the headers an operator needs, so looking one upload up costs no scan.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -19,6 +23,26 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from streams.topics import DEAD_LETTER_ID_HEADER, Topics
 
 TP = tuple[str, int]
+
+# What a lookup shows of a dead letter's headers: enough to act on, nothing of the event's
+# own payload (owner, gallery, path and file name stay in Kafka).
+SHOWN_HEADERS = (
+    "kafka_dlt-exception-fqcn", "kafka_dlt-exception-message", "kafka_dlt-original-topic",
+    "kafka_dlt-original-partition", "kafka_dlt-original-offset", "x-ingest-dlq-reason",
+    "x-ingest-attempts", "x-ingest-worker", "x-ingest-first-failure", "x-ingest-last-failure",
+    "x-ingest-replay-of", DEAD_LETTER_ID_HEADER,
+)
+MAX_MESSAGE = 500
+MAX_INDEXED = 200_000  # dead letters remembered for lookups; beyond it the oldest are dropped
+
+
+@dataclass(frozen=True)
+class IndexedDeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None
+    headers: dict[str, str]
 
 
 class DeadLetterTally:
@@ -31,6 +55,9 @@ class DeadLetterTally:
         self._next: dict[TP, int] = {}  # next offset to read, per assigned partition
         self.ids: dict[str, set[str]] = {name: set() for name in self.dlq}
         self.resolved: set[str] = set()
+        self.by_key: dict[str, list[IndexedDeadLetter]] = {}
+        self._indexed = 0
+        self.caught_up = False
 
     def close(self) -> None:
         self._c.close()
@@ -48,6 +75,7 @@ class DeadLetterTally:
         except KafkaException:
             pass  # no state topic yet, or late: count without resolutions this round
         caught_up = self._read(ends, deadline)
+        self.caught_up = caught_up
         per_topic = {name: len(ids - self.resolved) for name, ids in self.ids.items()}
         # Records not read yet (a first pass cut short by the deadline) count as open
         # until they are read: the count never drops below the truth while catching up.
@@ -89,9 +117,28 @@ class DeadLetterTally:
             except ValueError:
                 pass
             return
+        shown: dict[str, str] = {}
+        dlq_id = ""
         for k, v in m.headers() or []:
-            if k == DEAD_LETTER_ID_HEADER and v:
-                self.ids.setdefault(topic, set()).add(v.decode("utf-8", "replace"))
-                return
+            if k in SHOWN_HEADERS and k not in shown:
+                shown[k] = (v or b"").decode("utf-8", "replace")[:MAX_MESSAGE]
+            if k == DEAD_LETTER_ID_HEADER and v and not dlq_id:
+                dlq_id = v.decode("utf-8", "replace")
         # No id header (written by something else): count it under its own coordinates.
-        self.ids.setdefault(topic, set()).add(f"{topic}:{m.partition()}:{m.offset()}")
+        self.ids.setdefault(topic, set()).add(dlq_id or f"{topic}:{m.partition()}:{m.offset()}")
+        self._index(topic, m, shown, dlq_id)
+
+    def _index(self, topic: str, m: Any, shown: dict[str, str], dlq_id: str) -> None:
+        key = (m.key() or b"").decode("utf-8", "replace")[:64]
+        kind, ms = m.timestamp()
+        entry = IndexedDeadLetter(topic, m.partition() or 0, m.offset() or 0,
+                                  ms / 1000 if kind and ms >= 0 else None, shown)
+        self.by_key.setdefault(key, []).append(entry)
+        self._indexed += 1
+        if self._indexed > MAX_INDEXED:  # dicts keep insertion order: drop the oldest key
+            oldest = next(iter(self.by_key))
+            self._indexed -= len(self.by_key.pop(oldest))
+
+    def lookup(self, key: str) -> list[IndexedDeadLetter]:
+        """Dead letters of one upload, each with whether it is resolved (read so far)."""
+        return list(self.by_key.get(key, ()))

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
 
 from streams.settings import Settings
-from streams.topics import Job, Topics
+from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics
 
 from .deadletters import DeadLetterTally
 from .errors import KafkaLate, KafkaUnreachable
@@ -118,8 +118,8 @@ class DeadLetter:
     partition: int
     offset: int
     timestamp: float | None
-    headers: dict[str, str]
-    value_preview: str
+    headers: dict[str, str]  # the ones an operator acts on (deadletters.SHOWN_HEADERS)
+    state: str = "unresolved"
 
 
 @dataclass
@@ -339,59 +339,20 @@ class Probe:
             for p in parts
         ]
 
-    def _assign_dead_letters(self, consumer: Consumer, budget: _Budget) -> dict[TP, int]:
-        """Assign every non-empty dead-letter partition from its start; their end offsets."""
-        ends: dict[TP, int] = {}
-        assign: list[TopicPartition] = []
-        md = consumer.list_topics(timeout=budget.left())
-        for name in self.dlq:
-            t = md.topics.get(name)
-            if t is None or t.error is not None:
-                continue
-            for p in sorted(t.partitions):
-                lo, hi = consumer.get_watermark_offsets(
-                    TopicPartition(name, p), timeout=budget.left(), cached=False
-                )
-                if hi > lo:
-                    ends[(name, p)] = hi
-                    assign.append(TopicPartition(name, p, lo))
-        if assign:
-            consumer.assign(assign)
-        return ends
-
     # -- dead letters of one upload -------------------------------------------------------
-    def lookup_dead_letters(
-        self, uuid: str, timeout_s: float, max_records: int = 200_000
-    ) -> DeadLetterLookup:
-        """Every dead letter keyed by ``uuid``: a bounded scan of the dead-letter topics.
-
-        A fresh consumer per lookup: the round's consumer belongs to the round's thread.
-        """
-        key = str(uuid_mod.UUID(uuid)).encode()
-        budget = _Budget(timeout_s)
-        out = DeadLetterLookup()
-        consumer = Consumer(self._consumer_conf(f"{self.group}.status-lookup"))
-        try:
-            ends = self._assign_dead_letters(consumer, budget)
-            while ends and not budget.spent and out.scanned < max_records:
-                for m in consumer.consume(500, timeout=min(budget.left(), 0.2)):
-                    if m.error() is not None:
-                        continue
-                    tp = (m.topic() or "", m.partition() or 0)
-                    out.scanned += 1
-                    if m.key() == key:
-                        out.records.append(_dead_letter(m))
-                    if (m.offset() or 0) + 1 >= ends.get(tp, 0):
-                        ends.pop(tp, None)
-            if ends:
-                out.complete = False
-                out.note = (f"scan stopped after {out.scanned} records / {timeout_s:g} s; "
-                            f"{len(ends)} partitions not read to the end")
-        except KafkaException as exc:
-            out.complete = False
-            out.note = f"dead-letter scan failed: {_err(exc)}"
-        finally:
-            consumer.close()
+    def lookup_dead_letters(self, uuid: str) -> DeadLetterLookup:
+        """Every dead letter keyed by ``uuid``, from the index the failed count keeps: no
+        scan, whatever the size of the dead-letter history (as of the last round)."""
+        key = str(uuid_mod.UUID(uuid))
+        found = self._tally.lookup(key)
+        out = DeadLetterLookup(scanned=0, complete=self._tally.caught_up)
+        if not out.complete:
+            out.note = "the dead-letter history is still being read; more may appear"
+        for d in found:
+            state = "resolved" if d.headers.get(DEAD_LETTER_ID_HEADER, "") in self._tally.resolved \
+                else "unresolved"
+            out.records.append(DeadLetter(topic=d.topic, partition=d.partition, offset=d.offset,
+                                          timestamp=d.timestamp, headers=d.headers, state=state))
         out.records.sort(key=lambda d: (d.timestamp or 0, d.topic, d.offset))
         return out
 
@@ -414,19 +375,4 @@ def _member(m: Any) -> Member:
     return Member(
         member_id=m.member_id, client_id=m.client_id, host=m.host,
         assigned=tuple(sorted((tp.topic, tp.partition) for tp in tps)),
-    )
-
-
-def _dead_letter(m: Message) -> DeadLetter:
-    headers: dict[str, str] = {}
-    raw = m.headers() or []
-    for k, v in raw.items() if isinstance(raw, dict) else raw:
-        if k.endswith("stacktrace"):
-            continue  # long, and the timeline has the error already
-        headers[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
-    value = m.value() or b""
-    preview = value[:500].decode("utf-8", "replace")
-    return DeadLetter(
-        topic=m.topic() or "", partition=m.partition() or 0, offset=m.offset() or 0,
-        timestamp=_timestamp(m), headers=headers, value_preview=preview,
     )

@@ -34,9 +34,7 @@ SLACK_S = 0.3
 class ProbeLike(Protocol):
     def round(self) -> KafkaRound: ...
 
-    def lookup_dead_letters(
-        self, uuid: str, timeout_s: float, max_records: int = ...
-    ) -> DeadLetterLookup: ...
+    def lookup_dead_letters(self, uuid: str) -> DeadLetterLookup: ...
 
     def close(self) -> None: ...
 
@@ -196,9 +194,9 @@ class StatusService:
         else:
             close()
 
-    async def lookup_dead_letters(self, uuid: str, timeout_s: float) -> DeadLetterLookup:
-        # Not on the round's thread: a lookup must not hold up /status.
-        return await asyncio.to_thread(self.probe.lookup_dead_letters, uuid, timeout_s)
+    def lookup_dead_letters(self, uuid: str) -> DeadLetterLookup:
+        """From the index the rounds keep: no Kafka call, so no thread and no wait."""
+        return self.probe.lookup_dead_letters(uuid)
 
     def close(self) -> None:
         if self._probe is not None:

@@ -7,14 +7,22 @@ lookup of one upload. Everything it serves comes from this package (no CDN).
     GET /readyz           200 if the last round reached Kafka, else 503
     GET /metrics          Prometheus text
     GET /lookup/{uuid}    that upload's attempts (traces store) and dead letters
+
+With ``status.token`` set, everything but /healthz, /readyz, the page's own static files
+and (while ``metrics_public``) /metrics needs ``Authorization: Bearer <token>``; the
+dashboard asks for it once per browser session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import time
 import uuid as uuid_mod
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +39,59 @@ log = logging.getLogger("status.web")
 STATIC = Path(__file__).parent / "static"
 SERVICE: web.AppKey[StatusService] = web.AppKey("service", StatusService)
 LOOKUPS: web.AppKey[ThreadPoolExecutor] = web.AppKey("lookups", ThreadPoolExecutor)
+LOOKUP_CACHE: web.AppKey[LookupCache] = web.AppKey("lookup_cache")
+OPEN_PATHS = ("/healthz", "/readyz", "/", "/favicon.ico")
+
+
+class LookupCache:
+    """One lookup at a time, answers kept a little while: a person looks an upload up,
+    a script that asks in a loop gets the same answer without new queries."""
+
+    def __init__(self, ttl_s: float = 10.0, size: int = 256) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self.lock = asyncio.Lock()
+        self._items: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self.misses = 0
+
+    def get(self, uuid: str) -> dict[str, Any] | None:
+        hit = self._items.get(uuid)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            return None
+        self._items.move_to_end(uuid)
+        return hit[1]
+
+    def put(self, uuid: str, answer: dict[str, Any]) -> None:
+        self._items[uuid] = (time.monotonic(), answer)
+        self._items.move_to_end(uuid)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    got = request.headers.get("Authorization", "")
+    scheme, _, value = got.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def auth_middleware(settings: Settings) -> Any:
+    secret = settings.status.token
+    token = secret.get_secret_value() if secret is not None else ""
+
+    @web.middleware
+    async def check(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        path = request.path
+        open_path = (path in OPEN_PATHS or path.startswith("/static/")
+                     or (path == "/metrics" and settings.status.metrics_public))
+        if token and not open_path and not _authorized(request, token):
+            return web.json_response(
+                {"error": "this status service needs its token: Authorization: Bearer <token>"},
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="prophoto-ingest status"',
+                                     "Cache-Control": "no-store"})
+        return await handler(request)
+
+    return check
 
 
 def lookup_timeout_s(settings: Settings) -> float:
@@ -80,11 +141,27 @@ async def lookup(request: web.Request) -> web.Response:
     except ValueError:
         return _json({"error": f"not a UUID: {raw!r}"}, status=400)
     svc = request.app[SERVICE]
+    cache = request.app[LOOKUP_CACHE]
     timeout = lookup_timeout_s(svc.settings)
-    attempts, dead = await asyncio.gather(
-        _attempts(request.app, svc.settings, uuid, timeout), _dead_letters(svc, uuid, timeout)
-    )
-    return _json({"uuid": uuid, **attempts, **dead})
+    answer = cache.get(uuid)
+    if answer is None:
+        try:
+            # One at a time: a queue of lookups must not pile trace-store queries up.
+            await asyncio.wait_for(cache.lock.acquire(), timeout)
+        except TimeoutError:
+            return _json({"error": "another lookup is still running; try again shortly"}, status=429)
+        try:
+            answer = cache.get(uuid)
+            if answer is None:
+                cache.misses += 1
+                attempts, dead = await asyncio.gather(
+                    _attempts(request.app, svc.settings, uuid, timeout), _dead_letters(svc, uuid)
+                )
+                answer = {"uuid": uuid, **attempts, **dead}
+                cache.put(uuid, answer)
+        finally:
+            cache.lock.release()
+    return _json(answer)
 
 
 async def _attempts(app: web.Application, settings: Settings, uuid: str, timeout: float) -> dict[str, Any]:
@@ -112,26 +189,24 @@ async def _attempts(app: web.Application, settings: Settings, uuid: str, timeout
     return {"attempts": None, "attempts_error": f"traces store unavailable: {problem}"}
 
 
-async def _dead_letters(svc: StatusService, uuid: str, timeout: float) -> dict[str, Any]:
+async def _dead_letters(svc: StatusService, uuid: str) -> dict[str, Any]:
     try:
-        found = await asyncio.wait_for(svc.lookup_dead_letters(uuid, timeout), timeout + 1.0)
-    except TimeoutError:
-        return {"dead_letters": None, "dead_letters_error": f"no answer from Kafka within {timeout:g} s"}
+        found = svc.lookup_dead_letters(uuid)
     except Exception as exc:  # noqa: BLE001
         return {"dead_letters": None, "dead_letters_error": f"{type(exc).__name__}: {exc}"}
     return {
         "dead_letters": [asdict(d) for d in found.records],
         "dead_letters_error": None if found.complete else found.note,
-        "dead_letters_scanned": found.scanned,
     }
 
 
 def create_app(
     settings: Settings, service: StatusService | None = None, *, sample: bool = True
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(settings)])
     app[SERVICE] = service or StatusService(settings)
-    app[LOOKUPS] = ThreadPoolExecutor(2, thread_name_prefix="status-lookup")
+    app[LOOKUPS] = ThreadPoolExecutor(1, thread_name_prefix="status-lookup")
+    app[LOOKUP_CACHE] = LookupCache()
     app.router.add_get("/", index)
     app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)

@@ -97,6 +97,10 @@ class StatusSettings(_Group):
     sample_interval_s: float = Field(5.0, gt=0)
     stall_threshold_s: float = Field(30.0, gt=0)
     kafka_timeout_s: float = Field(1.5, gt=0)
+    # A bearer token every request needs but /healthz, /readyz (and /metrics while
+    # metrics_public); none: the service trusts its network (it binds to loopback).
+    token: SecretStr | None = None
+    metrics_public: bool = True
 
 
 class WorkerSettings(_Group):

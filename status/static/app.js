@@ -1,11 +1,34 @@
 // The dashboard: polls /status (every 10 s; ?every=N overrides) and renders it; looks one
 // upload up through /lookup/<uuid>. Text only through textContent: nothing from the
-// server is parsed as HTML.
+// server is parsed as HTML. A service with a token answers 401 until the page sends it:
+// the page asks once and keeps it for this browser tab (sessionStorage).
 "use strict";
 
 const params = new URLSearchParams(location.search);
 const EVERY_S = Math.max(0.2, Number(params.get("every")) || 10);
 const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "prophoto-ingest-status-token";
+
+class NeedsToken extends Error {}
+
+async function api(path) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const r = await fetch(path, { cache: "no-store", headers });
+  if (r.status === 401) {
+    if (token) sessionStorage.removeItem(TOKEN_KEY);
+    $("token-box").hidden = false;
+    $("token-error").textContent = token ? "that token was refused" : "";
+    throw new NeedsToken("this status service needs its token");
+  }
+  $("token-box").hidden = true;
+  return r;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  return (n / (1024 * 1024)).toFixed(0) + " MB";
+}
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -72,12 +95,72 @@ function render(s) {
   const k = s.kafka;
   $("kafka").textContent = k.reachable
     ? `Kafka ${k.bootstrap}: cluster ${k.cluster_id}, ${k.brokers} broker(s), round ${secs(k.round_s)}`
-    : `Kafka ${k.bootstrap}: unreachable — ${k.error}`;
+    : `Kafka ${k.bootstrap}: unreachable — ${k.error}` +
+      (k.last_good_age_s !== null && k.last_good_age_s !== undefined
+        ? `; last good sample ${secs(k.last_good_age_s)} old` : "; no good sample yet");
+
+  const reasons = $("reasons");
+  reasons.replaceChildren();
+  for (const [name, t] of Object.entries(s.topics)) {
+    for (const p of t.partitions) {
+      if (p.status === "idle") continue;
+      const li = el("li");
+      li.dataset.partition = `${name}/${p.partition}`;
+      li.append(el("span", p.status, "pill " + p.status), el("span", ` ${name}/${p.partition}: ${p.reason}`));
+      reasons.append(li);
+    }
+  }
+  if (!reasons.children.length) reasons.append(el("li", "every partition is idle", "muted"));
+
+  renderWorkers(s.workers || []);
+  renderLatency(s.preview_latency);
+}
+
+function renderWorkers(workers) {
+  const body = $("workers").tBodies[0];
+  body.replaceChildren();
+  if (workers.length === 0) {
+    const tr = el("tr");
+    const td = el("td", "no worker has sent a heartbeat", "muted");
+    td.colSpan = 9;
+    tr.append(td);
+    body.append(tr);
+  }
+  for (const w of workers) {
+    const tr = el("tr");
+    tr.dataset.worker = w.id;
+    tr.dataset.state = w.state;
+    const state = w.state === "gone" ? `gone (last seen ${secs(w.last_seen_s)} ago)` : w.state;
+    const paused = (w.paused || []).map((p) => `${p.topic} [${p.partitions.join(", ")}]: ${p.reason}`);
+    const jobs = (w.in_flight || []).map((j) => `${j.uuid} ${j.topic}/${j.partition}@${j.offset}, running ${secs(j.running_s)}`);
+    tr.append(
+      el("td", w.id), el("td", state, "worker-state"), el("td", w.version || ""),
+      el("td", w.started_at ? new Date(w.started_at).toLocaleString() : ""),
+      el("td", (w.topics || []).join(" > ")), el("td", w.concurrency ?? "", "num"),
+      el("td", w.jobs_done ?? "", "num"), el("td", bytes(w.rss_bytes), "num"),
+    );
+    const detail = el("td");
+    for (const line of jobs) detail.append(el("div", line, "in-flight"));
+    for (const line of paused) detail.append(el("div", "held: " + line, "paused"));
+    if (w.stopping) detail.append(el("div", "stopping: " + w.stopping, "paused"));
+    tr.append(detail);
+    body.append(tr);
+  }
+}
+
+function renderLatency(lat) {
+  for (const [key, id] of [["last_5m", "lat-5m"], ["last_60m", "lat-60m"]]) {
+    const row = $(id);
+    const v = lat ? lat[key] : null;
+    const cells = row.querySelectorAll("td");
+    const vals = v ? [v.count, secs(v.p50_s), secs(v.p95_s), secs(v.max_s)] : ["–", "–", "–", "–"];
+    vals.forEach((x, i) => { cells[i].textContent = String(x); });
+  }
 }
 
 async function refresh(force) {
   try {
-    const r = await fetch("/status" + (force ? "?refresh=1" : ""), { cache: "no-store" });
+    const r = await api("/status" + (force ? "?refresh=1" : ""));
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     render(await r.json());
   } catch (err) {
@@ -117,7 +200,7 @@ async function lookup(ev) {
   $("dead-letters").tBodies[0].replaceChildren();
   let data;
   try {
-    const r = await fetch("/lookup/" + encodeURIComponent(uuid), { cache: "no-store" });
+    const r = await api("/lookup/" + encodeURIComponent(uuid));
     data = await r.json();
     if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
   } catch (err) {
@@ -132,7 +215,7 @@ async function lookup(ev) {
 
   const dead = data.dead_letters || [];
   $("dead-letters-error").textContent =
-    data.dead_letters_error || (dead.length ? "" : `no dead letters (${data.dead_letters_scanned ?? 0} scanned)`);
+    data.dead_letters_error || (dead.length ? "" : "no dead letters");
   const body = $("dead-letters").tBodies[0];
   for (const d of dead) {
     const h = d.headers;
@@ -143,11 +226,18 @@ async function lookup(ev) {
       el("td", d.timestamp ? new Date(d.timestamp * 1000).toLocaleString() : ""),
       el("td", `${h["kafka_dlt-exception-fqcn"] || ""}: ${h["kafka_dlt-exception-message"] || ""}`),
       el("td", h["x-ingest-dlq-reason"] || ""), el("td", h["x-ingest-attempts"] || "", "num"),
+      el("td", d.state || ""),
     );
     body.append(tr);
   }
 }
 
+$("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
+  $("token-input").value = "";
+  refresh(true);
+});
 $("refresh-every").textContent = EVERY_S;
 $("refresh-now").addEventListener("click", () => refresh(true));
 $("lookup-form").addEventListener("submit", lookup);

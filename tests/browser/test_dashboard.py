@@ -11,19 +11,24 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from streams.producer import EventProducer
 from streams.settings import Settings
+from streams.storage import LocalStorage
 from streams.topics import Job, Topics
 from tests.conftest import ROOT, settings_env, wait_until
+from tests.integration.helpers import cli, make_jpeg
+from tests.support.slow_exiftool import slow_exiftool
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = ROOT / "artifacts" / "status-dashboard.png"
+SCREENSHOT_WORKERS = ROOT / "artifacts" / "status-dashboard-workers.png"
 COLORS = {  # the badges' background colors (app.css)
     "processing": "rgb(30, 142, 62)", "idle": "rgb(26, 115, 232)", "stalled": "rgb(217, 48, 37)",
     "pending": "rgb(249, 171, 0)", "unknown": "rgb(128, 134, 139)",
@@ -36,11 +41,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def service(make_settings, topics: Topics, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    settings: Settings = make_settings(status={"sample_interval_s": 0.5})
+@contextmanager
+def _serve(settings: Settings, tmp_path: Path) -> Iterator[str]:
     port = _free_port()
-    log = tmp_path / "status.log"
+    log = tmp_path / f"status-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streams", "status", "serve", "--port", str(port)],
@@ -58,10 +62,17 @@ def service(make_settings, topics: Topics, tmp_path: Path) -> Iterator[tuple[str
 
     try:
         wait_until(up, 30, lambda: f"status service on {url}; log:\n{log.read_text()[-2000:]}")
-        yield url, settings
+        yield url
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.fixture
+def service(make_settings, topics: Topics, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    settings: Settings = make_settings(status={"sample_interval_s": 0.5})
+    with _serve(settings, tmp_path) as url:
+        yield url, settings
 
 
 @pytest.fixture
@@ -141,3 +152,56 @@ def test_dashboard_renders_refreshes_and_looks_up(service, topics: Topics, brows
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert errors == [] and outside == []
+
+
+def test_dashboard_asks_for_its_token_and_shows_workers_jobs_and_latency(
+    make_settings, topics: Topics, start_worker, browser, tmp_path: Path
+) -> None:
+    settings: Settings = make_settings(
+        status={"sample_interval_s": 0.5, "stall_threshold_s": 4, "token": "tok-Zq81"},
+        worker={"timeout_s": 60, "concurrency": 1, "heartbeat_s": 1},
+        imaging={"exiftool_timeout_s": 60},
+    )
+    env, flag = slow_exiftool(tmp_path, delay_s=15)
+    worker = start_worker(settings, "--topics", "ingest,ingest-preview", env=env)
+    with _serve(settings, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/?every=1")
+        page.wait_for_selector("#token-box:not([hidden])", timeout=20_000)
+        page.fill("#token-input", "not-it")
+        page.click("#token-form button")
+        page.wait_for_function("document.getElementById('token-error').textContent.includes('refused')",
+                               timeout=20_000)
+        page.fill("#token-input", "tok-Zq81")
+        page.click("#token-form button")
+        page.wait_for_selector("#token-box[hidden]", state="attached", timeout=20_000)
+        row = page.locator("#workers tbody tr[data-state='running']")
+        row.first.wait_for(timeout=60_000)
+        assert row.count() == 1
+        wid = row.first.get_attribute("data-worker") or ""
+        assert wid.endswith(f":{worker.proc.pid}"), wid
+
+        res = cli(settings, "upload", str(make_jpeg(tmp_path / "in" / "a.jpg", (900, 600))))
+        assert res.exit_code == 0, res.output
+        uid = res.output.split()[0]
+        st = LocalStorage(settings.storage.root)
+        wait_until(lambda: st.preview_path(uid).exists(), 60, "the preview")
+        page.wait_for_function("document.querySelector('#lat-5m td').textContent === '1'", timeout=20_000)
+        p50 = page.locator("#lat-5m td").nth(1).inner_text()
+        assert p50.endswith(" s"), p50
+
+        flag.touch()  # the ingest's exiftool call takes 15 s
+        assert cli(settings, "confirm", uid).exit_code == 0
+        reason = page.locator(f"#reasons li[data-partition^='{topics.job(Job.INGEST)}/']")
+        reason.first.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#reasons li')].some(li => /job running \\d+ s of its 60 s "
+            "timeout/.test(li.textContent) && li.querySelector('.pill.processing'))", timeout=30_000)
+        page.wait_for_function(
+            "uid => [...document.querySelectorAll('#workers .in-flight')]"
+            ".some(d => d.textContent.includes(uid))", arg=uid, timeout=20_000)
+        SCREENSHOT_WORKERS.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_WORKERS), full_page=True)
+        assert errors == []

@@ -5,10 +5,6 @@ stalled, and the first look after a quiet spell is idle."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import stat
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,41 +16,7 @@ from streams.settings import Settings
 from streams.storage import LocalStorage
 from streams.topics import Job, Topics
 from tests.integration.helpers import cli, make_jpeg
-
-PROXY = r'''#!{python}
-"""exiftool, slowed down once: the next -execute after {flag} appears waits {delay} s
-(and removes the flag). Everything else passes through."""
-import os, subprocess, sys, time
-real = subprocess.Popen([{real!r}, *sys.argv[1:]], stdin=subprocess.PIPE)
-buf = b""
-while True:
-    chunk = os.read(0, 65536)
-    if not chunk:
-        break
-    buf += chunk
-    while b"\n" in buf:
-        line, buf = buf.split(b"\n", 1)
-        if line.startswith(b"-execute") and os.path.exists({flag!r}):
-            os.remove({flag!r})
-            time.sleep({delay})
-        real.stdin.write(line + b"\n")
-        real.stdin.flush()
-real.stdin.close()
-sys.exit(real.wait())
-'''
-
-
-def slow_exiftool(tmp_path: Path, delay_s: float) -> tuple[dict[str, str], Path]:
-    """A PATH on which ``exiftool`` runs the real one, and the flag that slows its next call."""
-    real = shutil.which("exiftool")
-    assert real, "exiftool is not installed"
-    bindir = tmp_path / "slowbin"
-    bindir.mkdir()
-    flag = tmp_path / "slow-next-call"
-    script = bindir / "exiftool"
-    script.write_text(PROXY.format(python=sys.executable, delay=delay_s, flag=str(flag), real=real))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}, flag
+from tests.support.slow_exiftool import slow_exiftool
 
 
 def _partitions(r: StatusReport | None) -> str:

@@ -43,6 +43,7 @@ class FakeProbe:
         self.members = (Member("m1", "worker-1", "/10.0.0.5", ((self.topics.job(Job.PREVIEW), 0),)),)
         self.dead = {self.topics.dead_letter(Job.PREVIEW): 2}
         self.closed = False
+        self.lookups = 0
 
     def round(self) -> KafkaRound:
         self.rounds += 1
@@ -62,10 +63,11 @@ class FakeProbe:
             calls=6,
         )
 
-    def lookup_dead_letters(self, uuid: str, timeout_s: float, max_records: int = 0) -> DeadLetterLookup:
+    def lookup_dead_letters(self, uuid: str) -> DeadLetterLookup:
+        self.lookups += 1
         rec = DeadLetter(self.topics.dead_letter(Job.PREVIEW), 1, 0, time.time(),
-                         {"kafka_dlt-exception-fqcn": "SourceMissing"}, "{}")
-        return DeadLetterLookup(records=[rec] if uuid == UUID else [], scanned=2)
+                         {"kafka_dlt-exception-fqcn": "SourceMissing"})
+        return DeadLetterLookup(records=[rec] if uuid == UUID else [])
 
     def close(self) -> None:
         self.closed = True
@@ -318,3 +320,51 @@ async def test_the_first_status_after_a_quiet_spell_is_idle(client: ClientFactor
     await asyncio.sleep(20 * interval)  # a quiet spell: nobody asks
     doc = await (await c.get("/status")).json()
     assert doc["worker"]["status"] == "idle", doc["worker"]
+
+
+async def test_a_token_guards_everything_but_the_probes(client: ClientFactory) -> None:
+    s = make_settings(token="s3cret-token")
+    c = await client(s, FakeProbe(s))
+    for path in ("/status", f"/lookup/{UUID}"):
+        r = await c.get(path)
+        assert r.status == 401, path
+        assert "token" in (await r.json())["error"] and r.headers["WWW-Authenticate"].startswith("Bearer")
+        assert (await c.get(path, headers={"Authorization": "Bearer wrong"})).status == 401
+        assert (await c.get(path, headers={"Authorization": "Bearer s3cret-token"})).status == 200
+    for path in ("/healthz", "/readyz", "/metrics", "/", "/static/app.js"):
+        assert (await c.get(path)).status == 200, path
+    closed = make_settings(token="s3cret-token", metrics_public=False)
+    c2 = await client(closed, FakeProbe(closed))
+    assert (await c2.get("/metrics")).status == 401
+    ok = await c2.get("/metrics", headers={"Authorization": "bearer s3cret-token"})
+    assert ok.status == 200
+
+
+async def test_lookup_is_bounded_and_shows_only_what_an_operator_needs(
+    client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streams.tracestore.reader as reader
+
+    opened: list[str] = []
+
+    class Reader:
+        def timeline(self, uuid: str) -> list[dict[str, object]]:
+            opened.append(uuid)
+            time.sleep(0.2)  # a slow store
+            return []
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(reader, "open_reader", lambda settings: Reader())
+    s = make_settings()
+    probe = FakeProbe(s)
+    c = await client(s, probe)
+    answers = await asyncio.gather(*(c.get(f"/lookup/{UUID}") for _ in range(20)))
+    docs = [await a.json() for a in answers]
+    # Twenty people asking at once cost one store query and one index read, not twenty.
+    assert opened == [UUID] and probe.lookups == 1
+    assert all(d == docs[0] for d in docs)
+    dead = docs[0]["dead_letters"][0]
+    assert set(dead) == {"topic", "partition", "offset", "timestamp", "headers", "state"}
+    assert "value_preview" not in dead and "owner_id" not in str(docs[0])
