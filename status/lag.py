@@ -196,6 +196,7 @@ class Probe:
                                     self.topics.heartbeats, clock=clock)
         self.rounds = 0
         self.calls = 0
+        self._oldest: dict[TP, tuple[int, float]] = {}  # committed position -> its timestamp
 
     def _consumer_conf(self, group: str) -> dict[str, Any]:
         return {
@@ -318,21 +319,30 @@ class Probe:
         the evaluation falls back to how long the lag has been seen.
         """
         lagging = {(p.topic, p.partition): p for p in parts if _lagging(p)}
-        if not lagging:
-            return parts
-        self.calls += 1
-        self._consumer.assign([
-            TopicPartition(p.topic, p.partition, _position(p)) for p in lagging.values()
-        ])
-        found: dict[TP, float | None] = {}
-        try:
-            while len(found) < len(lagging) and not budget.spent:
-                for m in self._consumer.consume(len(lagging), timeout=min(budget.left(), 0.02)):
-                    key = (m.topic() or "", m.partition() or 0)
-                    if m.error() is None and key in lagging and key not in found:
-                        found[key] = _timestamp(m)
-        finally:
-            self._consumer.unassign()
+        # A record's timestamp never changes: read it once per committed offset.
+        found: dict[TP, float | None] = {
+            tp: self._oldest[tp][1] for tp, p in lagging.items()
+            if tp in self._oldest and self._oldest[tp][0] == _position(p)
+        }
+        self._oldest = {tp: self._oldest[tp] for tp in found}
+        todo = {tp: p for tp, p in lagging.items() if tp not in found}
+        if todo:
+            self.calls += 1
+            self._consumer.assign([
+                TopicPartition(p.topic, p.partition, _position(p)) for p in todo.values()
+            ])
+            try:
+                while len(found) < len(lagging) and not budget.spent:
+                    for m in self._consumer.consume(len(todo), timeout=min(budget.left(), 0.02)):
+                        key = (m.topic() or "", m.partition() or 0)
+                        if m.error() is None and key in todo and key not in found:
+                            found[key] = ts = _timestamp(m)
+                            # Only the record at the committed offset itself: retention may
+                            # have moved the position on, and then it is a lower bound.
+                            if m.offset() == _position(todo[key]) and ts is not None:
+                                self._oldest[key] = (_position(todo[key]), ts)
+            finally:
+                self._consumer.unassign()
         return [
             PartitionOffsets(p.topic, p.partition, p.begin, p.end, p.committed,
                              found.get((p.topic, p.partition)), p.error)

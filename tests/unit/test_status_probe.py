@@ -100,3 +100,43 @@ def test_a_committed_offset_kafka_would_not_give_is_unknown_not_a_full_backlog()
     assert parts[1].status is State.UNKNOWN, parts[1]
     assert "COORDINATOR_LOAD_IN_PROGRESS" in parts[1].reason
     assert report.jobs.pending == 0
+
+
+class CountingPeek(NoPeek):
+    """Serves the record at each assigned position, with a timestamp; counts the reads."""
+
+    def __init__(self) -> None:
+        self.assigned: list[Any] = []
+        self.reads = 0
+
+    def assign(self, tps: Any) -> None:
+        self.assigned = list(tps)
+        self.reads += 1
+
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        out = [NS(topic=lambda tp=tp: tp.topic, partition=lambda tp=tp: tp.partition,
+                  offset=lambda tp=tp: tp.offset, error=lambda: None,
+                  timestamp=lambda tp=tp: (1, 1_000_000 + tp.offset * 1000)) for tp in self.assigned]
+        self.assigned = []
+        return out
+
+
+def test_the_oldest_waiting_record_is_read_once_per_committed_offset() -> None:
+    s = Settings(kafka={"bootstrap_servers": "127.0.0.1:1", "topic_prefix": "p-",  # type: ignore[arg-type]
+                        "partitions": 2}, status={"kafka_timeout_s": 0.3})
+    preview = Topics.from_settings(s.kafka).job(Job.PREVIEW)
+    probe = Probe(s)
+    probe.close()
+    committed = FakeCommitted({(preview, 0): 10, (preview, 1): 50}, failing=("-", -1))
+    probe._admin = FakeAdmin([preview], {(preview, 0): 30, (preview, 1): 50})  # type: ignore[assignment]
+    probe._offsets = committed  # type: ignore[assignment]
+    peek = probe._consumer = CountingPeek()  # type: ignore[assignment]
+    probe._tally = NoTally()  # type: ignore[assignment]
+    probe._beats = NoBeats()  # type: ignore[assignment]
+    first = {p.partition: p for p in probe.round().partitions}
+    assert first[0].oldest_ts == 1010.0 and first[1].oldest_ts is None  # no lag on 1
+    probe.round()
+    assert peek.reads == 1  # same committed offset: its timestamp came from the cache
+    committed.offsets[(preview, 0)] = 20
+    again = {p.partition: p for p in probe.round().partitions}
+    assert peek.reads == 2 and again[0].oldest_ts == 1020.0
