@@ -23,6 +23,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
 
+from streams.pauses import Pause, PauseTail
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics
 
@@ -106,6 +107,7 @@ class KafkaRound:
     dead_letters: DeadLetterDepth
     calls: int
     heartbeats: tuple[Seen, ...] = ()  # the latest of each worker seen in the last hour
+    operator_pauses: dict[str, Pause] = field(default_factory=dict)  # job topic -> pause
 
     @property
     def rebalancing(self) -> bool:
@@ -194,6 +196,7 @@ class Probe:
         )
         self._beats = HeartbeatTail(self._consumer_conf(f"{self.group}.status-beats"),
                                     self.topics.heartbeats, clock=clock)
+        self._pauses = PauseTail(settings.kafka, self.topics.pauses, f"{self.group}.status-pauses")
         self.rounds = 0
         self.calls = 0
         self._oldest: dict[TP, tuple[int, float]] = {}  # committed position -> its timestamp
@@ -218,6 +221,7 @@ class Probe:
         self._offsets.close()
         self._tally.close()
         self._beats.close()
+        self._pauses.close()
 
     # -- the round ----------------------------------------------------------------------
     def round(self) -> KafkaRound:
@@ -251,11 +255,16 @@ class Probe:
             {tp: wm for tp, wm in watermarks.items() if tp[0] in dlq}, budget.deadline,
         )
         beats = tuple(self._beats.update(budget.deadline).values())
+        try:
+            pauses = self._pauses.update(budget.left())
+        except KafkaException:
+            pauses = dict(self._pauses.pauses)  # late this round: the last state read
         return KafkaRound(
             taken_at=taken_at, duration_s=time.monotonic() - start,
             cluster_id=md.cluster_id, brokers=len(md.brokers), group_state=state,
             members=members, partitions=tuple(job_parts), missing_topics=missing,
             dead_letters=depth, calls=self.calls - calls_before, heartbeats=beats,
+            operator_pauses=pauses,
         )
 
     def _metadata(self, budget: _Budget) -> Any:

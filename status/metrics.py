@@ -55,6 +55,10 @@ def render(report: StatusReport, rounds: int, late: int) -> str:
               if p.lag_s is not None])
     o.family("ingest_partition_status", "gauge", f"Per-partition status: {codes}.",
              [(_labels(topic=n, partition=p.partition), METRIC_CODE[p.status]) for n, _, p in parts])
+    o.family("ingest_topic_paused_by_operator", "gauge",
+             "1 while an operator holds the job topic back (pause TOPIC), else 0.",
+             [(_labels(topic=n), int(t.paused_by_operator is not None)) for n, t in report.topics.items()
+              if t.kind == "job"])
     o.family("ingest_jobs_pending", "gauge", "Total lag over the job and retry topics.",
              [("", report.jobs.pending)] if report.kafka.reachable else [])
     o.family("ingest_dead_letter_depth", "gauge",

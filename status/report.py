@@ -4,6 +4,7 @@ from one Kafka round (or its failure) and the health windows.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from streams.heartbeat import Heartbeat, LatencySummary, PausedTopic, summarize
 from streams.settings import Settings
-from streams.topics import Job
+from streams.topics import Job, Topics
 
 from . import health
 from .health import State, Verdict
@@ -80,6 +81,7 @@ class TopicStatus(_Model):
     job: Job
     kind: Literal["job", "retry"]
     exists: bool
+    paused_by_operator: str | None = None
     stall_threshold_s: float
     status: State
     partitions: list[PartitionStatus]
@@ -198,11 +200,13 @@ class Tracker:
         horizon = 2 * max(w.threshold_s for w in self.watched.values())
         self.windows: dict[tuple[str, int], health.Window] = {}
         self._horizon = horizon
+        self._topics = Topics.from_settings(settings.kafka)
 
     def build(self, rnd: KafkaRound) -> StatusReport:
         held = {tp for m in rnd.members for tp in m.assigned}
         now = rnd.taken_at
         contexts = _contexts(self._live(rnd), now, rnd.members)
+        paused = self._operator_pauses(rnd)
         by_topic: dict[str, list[PartitionStatus]] = {name: [] for name in self.watched}
         verdicts: dict[str, Verdict] = {}
         seen: set[tuple[str, int]] = set()
@@ -215,9 +219,12 @@ class Tracker:
             win = self.windows.setdefault(key, health.Window(self._horizon))
             sample = health.Sample(now, p.begin, p.end, p.committed, p.oldest_ts, key in held)
             win.add(sample)
+            ctx = contexts.get(key, health.NO_CONTEXT)
+            if p.topic in paused:  # the operator's word outranks what a worker last said
+                ctx = dataclasses.replace(ctx, paused=paused[p.topic])
             v = (health.unknown(p.error) if p.error else
                  health.evaluate(list(win.samples), now, w.threshold_s, rebalancing=rnd.rebalancing,
-                                 ctx=contexts.get(key, health.NO_CONTEXT)))
+                                 ctx=ctx))
             verdicts[f"{p.topic}/{p.partition}"] = v
             by_topic[p.topic].append(PartitionStatus(
                 partition=p.partition, begin=p.begin, end=p.end, committed=p.committed,
@@ -227,6 +234,15 @@ class Tracker:
         for key in set(self.windows) - seen:
             del self.windows[key]  # topic deleted or shrunk: forget its history
         return self._report(rnd, by_topic, verdicts)
+
+    def _operator_pauses(self, rnd: KafkaRound) -> dict[str, str]:
+        """Watched topic -> why, for every job an operator paused (its retry topic too)."""
+        out: dict[str, str] = {}
+        for name, w in self.watched.items():
+            pause = rnd.operator_pauses.get(self._topics.job(w.job))
+            if pause is not None:
+                out[name] = pause.describe()
+        return out
 
     def _live(self, rnd: KafkaRound) -> list[Seen]:
         """Heartbeats of workers still beating and still in the group (a worker that left
@@ -279,8 +295,10 @@ class Tracker:
             w = self.watched[name]
             lags = [p.lag_s for p in parts if p.lag and p.lag_s is not None]
             topic_roll = health.rollup({str(p.partition): verdicts[f"{name}/{p.partition}"] for p in parts})
+            pause = rnd.operator_pauses.get(self._topics.job(w.job))
             topics[name] = TopicStatus(
                 job=w.job, kind=w.kind, exists=name not in rnd.missing_topics,
+                paused_by_operator=pause.describe() if pause is not None else None,
                 stall_threshold_s=w.threshold_s,
                 status=topic_roll.state if parts else State.UNKNOWN,
                 partitions=parts,

@@ -219,7 +219,8 @@ def _background(app: faust.App, rt: WorkerRuntime) -> None:
     async def watch() -> None:
         await rt.watch(assignment)
 
-    for task in (watch, rt.listen_for_restart, rt.serve_health, rt.publish_heartbeats):
+    for task in (watch, rt.listen_for_restart, rt.serve_health, rt.publish_heartbeats,
+                 rt.follow_pauses):
         app.task(task)
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import heartbeat
+from .pauses import Pause, PauseTail
 from .settings import KafkaSettings
 from .topics import Job, Topics
 
@@ -74,18 +75,33 @@ class PriorityGate:
         self.closed = False
         # Priorities at or above this number wait even for a free slot (a priority pause).
         self.blocked_from: int | None = None
+        # Priorities an operator paused (``pause TOPIC``), whatever the lag.
+        self.paused: frozenset[int] = frozenset()
 
     def _blocked(self, priority: int) -> bool:
-        return self.blocked_from is not None and priority >= self.blocked_from
+        return (self.blocked_from is not None and priority >= self.blocked_from) or \
+            priority in self.paused
+
+    def _first_eligible(self) -> tuple[int, int, asyncio.Future[None]] | None:
+        # Few waiters (one per actor at most): a sorted scan skips blocked priorities.
+        return next((w for w in sorted(self._waiters) if not self._blocked(w[0])), None)
 
     def _eligible_ahead(self, priority: int) -> bool:
-        top = self._waiters[0][0] if self._waiters else None
-        return top is not None and top <= priority and not self._blocked(top)
+        first = self._first_eligible()
+        return first is not None and first[0] <= priority
 
     def block_from(self, priority: int | None) -> None:
         """Hold back jobs of ``priority`` and lower; ``None`` lets everything through."""
         self.blocked_from = priority
-        while self._free > 0 and self._waiters and not self._blocked(self._waiters[0][0]):
+        self._unblocked()
+
+    def pause(self, priorities: frozenset[int]) -> None:
+        """Hold back exactly these priorities (an operator's pause), until called again."""
+        self.paused = priorities
+        self._unblocked()
+
+    def _unblocked(self) -> None:
+        while self._free > 0 and self._first_eligible() is not None:
             self._free -= 1
             self._hand_over()
 
@@ -115,7 +131,8 @@ class PriorityGate:
             raise
 
     def release(self, priority: int = 0) -> None:
-        if self._waiters and self._waiters[0][0] <= priority:
+        first = self._first_eligible()
+        if first is not None and first[0] <= priority:
             self._hand_over()  # someone at least as urgent is already waiting
             return
         loop = asyncio.get_running_loop()
@@ -130,10 +147,11 @@ class PriorityGate:
         self._held.append(entry[0])
 
     def _hand_over(self) -> None:
-        while self._waiters and not self.closed and not self._blocked(self._waiters[0][0]):
-            _, _, fut = heapq.heappop(self._waiters)
-            if not fut.done():
-                fut.set_result(None)
+        while not self.closed and (first := self._first_eligible()) is not None:
+            self._waiters.remove(first)
+            heapq.heapify(self._waiters)
+            if not first[2].done():
+                first[2].set_result(None)
                 return
         self._free += 1
 
@@ -173,6 +191,7 @@ class WorkerRuntime:
         self._job_ids = itertools.count()
         self.latency = heartbeat.LatencySketch()
         self.assignment: Callable[[], set[Any]] = set
+        self.operator_paused: dict[Job, Pause] = {}  # job -> its operator's pause
 
     # -- jobs ---------------------------------------------------------------------------
     @asynccontextmanager
@@ -345,6 +364,38 @@ class WorkerRuntime:
         finally:
             c.close()
 
+    # -- operator pauses -------------------------------------------------------------------
+    def apply_pauses(self, pauses: dict[str, Pause]) -> None:
+        """Hold back the jobs an operator paused (their retry topics too), at the gate."""
+        mine = {job: pauses[self.topics.job(job)] for job in self.jobs
+                if self.topics.job(job) in pauses}
+        if mine.keys() != self.operator_paused.keys():
+            log.warning("operator pause: %s", ", ".join(
+                f"{self.topics.job(j)} ({p.describe()})" for j, p in mine.items()) or "none")
+        self.operator_paused = mine
+        self.gate.pause(frozenset(self.priority[job] for job in mine))
+
+    def load_pauses(self, timeout_s: float = 10.0) -> None:
+        """Before the first job: a worker that starts while a topic is paused honours it."""
+        tail = PauseTail(self.kafka, self.topics.pauses, f"pauses-{os.getpid()}")
+        try:
+            self.apply_pauses(tail.update(timeout_s))
+        finally:
+            tail.close()
+
+    async def follow_pauses(self) -> None:
+        """Every second, the operators' pauses (faust calls an app task with no argument)."""
+        tail = PauseTail(self.kafka, self.topics.pauses, f"pauses-{os.getpid()}")
+        try:
+            while self.stop_reason is None:
+                try:
+                    self.apply_pauses(await asyncio.to_thread(tail.update, 5.0))
+                except Exception as exc:  # noqa: BLE001 - broker away: keep the last state
+                    log.debug("pauses not read: %s", exc)
+                await asyncio.sleep(1.0)
+        finally:
+            tail.close()
+
     # -- heartbeats ----------------------------------------------------------------------
     def heartbeat(self, rss_bytes: int | None = None) -> heartbeat.Heartbeat:
         """What this worker is doing now, as the status service reads it."""
@@ -366,7 +417,11 @@ class WorkerRuntime:
                        for t, p, o, u, t0 in self.running.values()],
             paused=[heartbeat.PausedTopic(topic=t, partitions=sorted(held.get(t, [])),
                                           reason=self.pause_reason)
-                    for t in sorted(self.paused)],
+                    for t in sorted(self.paused)] + [
+                heartbeat.PausedTopic(topic=t, partitions=sorted(held.get(t, [])),
+                                      reason=p.describe(), by="operator")
+                for job, p in self.operator_paused.items()
+                for t in (self.topics.job(job), self.topics.retry(job))],
             stopping=self.stop_reason,
             preview_latency=self.latency.minutes(),
         )

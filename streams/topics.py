@@ -56,6 +56,7 @@ DEAD_LETTER_STATE = "ingest-dlq-state"
 CONTROL = "ingest-control"
 DELIVERIES = "ingest-deliveries"
 HEARTBEATS = "ingest-heartbeats"
+PAUSES = "ingest-pauses"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ class Topics:
     def heartbeats(self) -> str:
         return self._n(HEARTBEATS)
 
+    @property
+    def pauses(self) -> str:
+        return self._n(PAUSES)
+
     def job_for_topic(self, name: str) -> Job | None:
         for job in Job:
             if name in (self.job(job), self.retry(job), self.dead_letter(job)):
@@ -155,6 +160,8 @@ class Topics:
                              enforced=("cleanup.policy",)))
         out.append(TopicSpec(self.control, 1, config={"retention.ms": str(24 * 3600 * 1000)}))
         # Workers' heartbeats (streams/heartbeat.py): only the last minutes matter.
+        # Operator pauses (streams/pauses.py): the latest per topic is the state, for ever.
+        out.append(TopicSpec(self.pauses, 1, compacted=True, enforced=("cleanup.policy",)))
         # The broker stamps them: their age is read against one clock, not each worker's.
         out.append(TopicSpec(self.heartbeats, 1, config={
             "retention.ms": str(15 * 60 * 1000), "segment.ms": str(5 * 60 * 1000),

@@ -138,3 +138,56 @@ async def test_three_workers_by_their_own_ids_and_idle_after_a_quiet_spell(
         assert w.proc.poll() is None, w.output()[-2000:]
 
 
+
+
+async def test_pause_and_continue_a_topic_across_workers_and_restarts(
+    make_settings, start_worker, tmp_path: Path
+) -> None:
+    settings: Settings = make_settings(status={"sample_interval_s": 1, "stall_threshold_s": 4},
+                                       worker={"heartbeat_s": 1})
+    preview = Topics.from_settings(settings.kafka).job(Job.PREVIEW)
+    first = start_worker(settings, "--topics", "ingest-preview")
+    st = LocalStorage(settings.storage.root)
+    svc = StatusService(settings)
+    svc.start()
+    try:
+        await until(svc, lambda r: any(w.state == "running" for w in r.workers), 60, "a worker")
+        res = cli(settings, "pause", "ingest-preview", "--reason", "storage maintenance")
+        assert res.exit_code == 0, res.output
+        listed = cli(settings, "pause")
+        assert f"{preview}: paused by operator" in listed.output, listed.output
+        await until(svc, lambda r: any(p.by == "operator" for w in r.workers for p in w.paused),
+                    30, "the worker honouring the pause")
+        files = [make_jpeg(tmp_path / "in" / f"p{i}.jpg", (640 + i, 480)) for i in range(4)]
+        res = cli(settings, "upload", *map(str, files))
+        assert res.exit_code == 0, res.output
+        uploaded = [line.split()[0] for line in res.output.splitlines()]
+
+        # A worker that starts while the topic is paused honours it from its first job.
+        first.stop()
+        second = start_worker(settings, "--topics", "ingest-preview")
+        seen: list[StatusReport] = []
+        r = await until(svc, lambda r: any(w.state == "running" and w.pid == second.proc.pid
+                                           for w in r.workers)
+                        and all((p.lag_s or 0) > 6 for p in r.topics[preview].partitions if p.lag)
+                        and r.jobs.pending == 4, 90, "old lag held back by the pause", seen)
+        assert not any(st.preview_path(u).exists() for u in uploaded), "a paused topic ran a job"
+        lagging = [p for p in r.topics[preview].partitions if p.lag]
+        assert all(p.status is State.PENDING and "paused by operator" in p.reason
+                   and "storage maintenance" in p.reason for p in lagging), \
+            [(p.partition, p.status, p.reason) for p in lagging]
+        assert r.topics[preview].paused_by_operator is not None
+        assert "held back on purpose" in r.worker.hint
+
+        assert cli(settings, "continue", "ingest-preview").exit_code == 0
+        r = await until(svc, lambda r: all(st.preview_path(u).exists() for u in uploaded)
+                        and r.jobs.pending == 0, 90, "the previews after continue", seen)
+        assert r.topics[preview].paused_by_operator is None
+        assert cli(settings, "pause").output.strip() == "no topic is paused"
+        stalled = [(n, p.partition, p.reason) for rep in seen for n, t in rep.topics.items()
+                   for p in t.partitions if p.status is State.STALLED]
+        assert stalled == [], stalled[:5]
+    finally:
+        await svc.stop()
+        svc.close()
+    assert second.proc.poll() is None, second.output()[-3000:]

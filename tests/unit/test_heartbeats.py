@@ -14,6 +14,7 @@ from status.heartbeats import Seen
 from status.lag import DeadLetterDepth, KafkaRound, Member, PartitionOffsets
 from status.report import Tracker
 from streams.heartbeat import Heartbeat, InFlightJob, LatencySketch, PausedTopic, summarize
+from streams.pauses import Pause, decode
 from streams.runtime import Limits, WorkerRuntime
 from streams.settings import KafkaSettings, Settings
 from streams.topics import Job, Topics
@@ -33,7 +34,7 @@ def beat(wid: str, **kw: Any) -> Heartbeat:
 
 
 def rnd(t: float, parts: list[tuple[str, int, int, int | None]], members: list[str],
-        beats: list[Seen]) -> KafkaRound:
+        beats: list[Seen], pauses: dict[str, Pause] | None = None) -> KafkaRound:
     return KafkaRound(
         taken_at=t, duration_s=0.01, cluster_id="c", brokers=1, group_state="STABLE",
         members=tuple(Member(f"m-{m}", m, "/127.0.0.1", tuple((topic, p) for topic, p, _, _ in parts))
@@ -41,6 +42,7 @@ def rnd(t: float, parts: list[tuple[str, int, int, int | None]], members: list[s
         partitions=tuple(PartitionOffsets(topic, p, 0, end, c, t - 500 if end > (c or 0) else None)
                          for topic, p, end, c in parts),
         missing_topics=(), dead_letters=DeadLetterDepth(0, {}, ""), calls=1, heartbeats=tuple(beats),
+        operator_pauses=pauses or {},
     )
 
 
@@ -162,3 +164,48 @@ def test_a_partition_whose_worker_runs_every_slot_waits_for_a_free_slot() -> Non
     assert ingest.status is State.PENDING, ingest.reason
     assert "waiting for a free slot: worker w:1 runs 1 of 1 jobs" in ingest.reason
     assert report.topics[PREVIEW].partitions[0].status is State.PROCESSING
+
+
+def test_a_topic_paused_by_an_operator_is_never_stalled_even_with_no_worker() -> None:
+    tracker = Tracker(S)
+    pause = Pause(PREVIEW, "ops:1", 1_700_000_000_000, "storage maintenance")
+    retry = TOPICS.retry(Job.PREVIEW)
+    for t in range(0, 600, 5):  # ten minutes, no member at all
+        report = tracker.build(rnd(1000.0 + t, [(PREVIEW, 0, 40, 10), (retry, 0, 2, 0)], [], [],
+                                   {PREVIEW: pause}))
+    for name in (PREVIEW, retry):
+        p = report.topics[name].partitions[0]
+        assert p.status is State.PENDING and "paused by operator ops:1" in p.reason, p.reason
+        assert "storage maintenance" in p.reason
+    assert report.topics[PREVIEW].paused_by_operator is not None
+    assert report.topics[INGEST].paused_by_operator is None
+    assert "held back on purpose" in report.worker.hint
+    text = metrics.render(report, rounds=1, late=0)
+    assert f'ingest_topic_paused_by_operator{{topic="{PREVIEW}"}} 1' in text
+    assert f'ingest_topic_paused_by_operator{{topic="{INGEST}"}} 0' in text
+    # Continued: the same ten-minute-old backlog with nobody to hold it is a stall again.
+    report = tracker.build(rnd(1600.0, [(PREVIEW, 0, 40, 10)], [], []))
+    assert report.topics[PREVIEW].partitions[0].status is State.STALLED
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    (b"ingest-preview", None, ("ingest-preview", None)),  # continue: a tombstone
+    (b"ingest-preview", b"not json", None),
+    (b"ingest-preview", b"[1, 2]", ("ingest-preview", None)),
+    (b"ingest-preview", b'{"paused": "yes"}', ("ingest-preview", None)),
+    (b"", b'{"paused": true}', None),
+    (None, b'{"paused": true}', None),
+])
+def test_a_pause_record_that_is_not_ours_is_not_a_pause(
+    key: bytes | None, value: bytes | None, expected: tuple[str, None] | None
+) -> None:
+    assert decode(key, value) == expected
+
+
+def test_a_pause_round_trips_and_bounds_what_it_repeats() -> None:
+    p = Pause("ingest", "x" * 1000, 5, "why")
+    got = decode(b"ingest", p.encode())
+    assert got is not None and got[1] is not None
+    assert got[1].by == "x" * 200 and got[1].reason == "why" and got[1].at_ms == 5
+    odd = decode(b"ingest", b'{"paused": true, "at_ms": "soon", "by": 7}')
+    assert odd is not None and odd[1] is not None and odd[1].at_ms == 0 and odd[1].by == "7"

@@ -145,3 +145,28 @@ def test_slots_never_exceed_the_count_under_blocking_churn() -> None:
 
     for seed in range(5):
         assert asyncio.run(main(seed)) == 120
+
+
+def test_an_operator_pause_holds_one_priority_and_lets_the_others_through() -> None:
+    async def main() -> tuple[list[str], list[str]]:
+        gate = PriorityGate(1, hold_s=0.0)
+        order: list[str] = []
+        gate.pause(frozenset({1}))  # preview paused; ingest (0) and enhance (2) run
+
+        async def job(name: str, prio: int) -> None:
+            await gate.acquire(prio)
+            order.append(name)
+            await asyncio.sleep(0)
+            gate.release(prio)
+
+        tasks = [asyncio.create_task(job(n, p))
+                 for n, p in (("preview-a", 1), ("enhance", 2), ("ingest", 0), ("preview-b", 1))]
+        await asyncio.sleep(0.05)
+        before = list(order)
+        gate.pause(frozenset())  # continue
+        await asyncio.gather(*tasks)
+        return before, order
+
+    before, after = asyncio.run(main())
+    assert sorted(before) == ["enhance", "ingest"]  # both ran past the paused previews
+    assert after[2:] == ["preview-a", "preview-b"]

@@ -72,6 +72,16 @@ class NoTally:
     def close(self) -> None: ...
 
 
+class NoPauses:
+    def __init__(self) -> None:
+        self.pauses: dict[str, Any] = {}
+
+    def update(self, timeout_s: float) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None: ...
+
+
 class NoBeats:
     def update(self, deadline: float) -> dict[str, Any]:
         return {}
@@ -91,6 +101,7 @@ def test_a_committed_offset_kafka_would_not_give_is_unknown_not_a_full_backlog()
     probe._consumer = NoPeek()  # type: ignore[assignment]
     probe._tally = NoTally()  # type: ignore[assignment]
     probe._beats = NoBeats()  # type: ignore[assignment]
+    probe._pauses = NoPauses()  # type: ignore[assignment]
     rnd = probe.round()
     report = Tracker(s).build(rnd)
     parts = {p.partition: p for p in report.topics[preview].partitions}
@@ -133,6 +144,7 @@ def test_the_oldest_waiting_record_is_read_once_per_committed_offset() -> None:
     peek = probe._consumer = CountingPeek()  # type: ignore[assignment]
     probe._tally = NoTally()  # type: ignore[assignment]
     probe._beats = NoBeats()  # type: ignore[assignment]
+    probe._pauses = NoPauses()  # type: ignore[assignment]
     first = {p.partition: p for p in probe.round().partitions}
     assert first[0].oldest_ts == 1010.0 and first[1].oldest_ts is None  # no lag on 1
     probe.round()
