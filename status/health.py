@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from streams import kafka
+
 
 class State(enum.StrEnum):
     PROCESSING = "processing"
@@ -69,14 +71,11 @@ class Sample:
 
     @property
     def position(self) -> int:
-        # The workers reset to earliest: no commit, or one below the log start, means "begin".
-        if self.committed is None:
-            return self.begin
-        return max(self.committed, self.begin)
+        return kafka.position(self.begin, self.committed)
 
     @property
     def lag(self) -> int:
-        return max(0, self.end - self.position)
+        return kafka.lag(self.begin, self.end, self.committed)
 
     def same_offsets(self, other: Sample) -> bool:
         return (self.committed, self.end, self.held) == (other.committed, other.end, other.held)

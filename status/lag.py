@@ -23,6 +23,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
 
+from streams import kafka
 from streams.pauses import Pause, PauseTail
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics
@@ -377,11 +378,11 @@ class Probe:
 
 
 def _lagging(p: PartitionOffsets) -> bool:
-    return p.error is None and p.end > _position(p)
+    return p.error is None and kafka.lag(p.begin, p.end, p.committed) > 0
 
 
 def _position(p: PartitionOffsets) -> int:
-    return p.begin if p.committed is None else max(p.committed, p.begin)
+    return kafka.position(p.begin, p.committed)
 
 
 def _timestamp(m: Message) -> float | None:

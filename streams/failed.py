@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from . import deadletter as dl
-from . import retry
+from . import kafka, retry
 from .producer import EventProducer
 from .settings import KafkaSettings
 from .topics import Job, Topics
@@ -209,9 +209,7 @@ class DeadLetters:
             ends: list[TopicPartition] = []
             for tp in tps:
                 lo, hi = c.get_watermark_offsets(tp, timeout=t)
-                start = committed.get(tp.partition, -1)
-                start = lo if start < 0 else start
-                skipped[tp.partition] = max(0, hi - start)
+                skipped[tp.partition] = kafka.lag(lo, hi, committed.get(tp.partition))
                 ends.append(TopicPartition(topic, tp.partition, hi))
         except KafkaException as exc:
             raise KafkaUnavailable(f"Kafka error: {exc}") from exc

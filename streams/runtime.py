@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import heartbeat
+from . import heartbeat, kafka
 from .pauses import Pause, PauseTail
 from .settings import KafkaSettings
 from .topics import Job, Topics
@@ -511,9 +511,8 @@ class LagReader:
             for p in committed:
                 lo, hi = self._c.get_watermark_offsets(TopicPartition(p.topic, p.partition),
                                                        timeout=self.timeout, cached=False)
-                start = p.offset if p.offset is not None and p.offset >= 0 else lo
-                out[(p.topic, p.partition)] = max(0, hi - start)
-                starts[(p.topic, p.partition)] = start
+                out[(p.topic, p.partition)] = kafka.lag(lo, hi, p.offset)
+                starts[(p.topic, p.partition)] = kafka.position(lo, p.offset)
             return out, starts
         except KafkaException:
             return None
