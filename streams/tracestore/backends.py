@@ -10,6 +10,9 @@ and refuses a second process on the same one, so who may open it is decided by
 Both take the same statements (``schema.py``), the same JSONEachRow insert body, and give
 query results the same way: JSONCompact, so a reader sees identical values whichever
 backend answered (UUIDs and times as strings, 64-bit integers as numbers).
+
+``query`` is for our own statements (schema, tests); ``read`` is for a reader's, and runs
+them under ClickHouse's ``readonly=1`` (``readonly.py`` says what that covers).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..settings import ClickHouseSettings
-from .errors import QueryFailed
+from .errors import QueryFailed, QueryRejected
+from .readonly import CANONICAL_SQL, escape_param, local_mode_refusal
 
 Rows = list[tuple[object, ...]]
 
@@ -31,6 +35,9 @@ INSERT_SETTINGS: dict[str, Any] = {
     "input_format_skip_unknown_fields": 0,
 }
 QUERY_SETTINGS: dict[str, Any] = {"output_format_json_quote_64bit_integers": 0}
+# Readers' statements: refused by ClickHouse if they write, change a setting (readonly=1 also
+# forbids lowering readonly itself) or use a table function that reaches files or the network.
+READ_SETTINGS: dict[str, Any] = {**QUERY_SETTINGS, "readonly": 1}
 
 # ClickHouse error codes that mean "this data does not fit the table", as opposed to
 # "the store is unwell": the sink may dead-letter a record for the first, never the second.
@@ -47,6 +54,10 @@ class Backend(Protocol):
     def execute(self, sql: str) -> None: ...
 
     def query(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]: ...
+
+    def read(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
+        """Run a reader's statement under ClickHouse's readonly=1."""
+        ...
 
     def insert_json(self, table: str, columns: Sequence[str], body: bytes) -> int:
         """Insert a JSONEachRow body; returns rows written."""
@@ -81,6 +92,8 @@ class ChdbBackend:
         except RuntimeError as exc:
             raise QueryFailed(f"cannot open chDB store {path}: {exc}") from None
         self.path = path
+        self._database: str | None = None
+        self._ro: Any = None
         for k, v in QUERY_SETTINGS.items():
             self._s.query(f"SET {k}={v}")
 
@@ -91,9 +104,50 @@ class ChdbBackend:
         res = self._run(sql, "JSONCompact", params)
         return parse_json_compact(res.bytes())
 
-    def _run(self, sql: str, fmt: str, params: dict[str, object] | None) -> Any:
+    def read(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
+        """A reader's statement, in a session of its own that is ``readonly=1`` for life.
+
+        The statement that runs is the engine's own formatting of what it parsed (one
+        statement, comments gone), after the checks chDB's local mode needs on top of
+        readonly (``readonly.local_mode_refusal``).
+        """
+        ro = self._read_session()
         try:
-            return self._s.query(sql, fmt, params=params) if params else self._s.query(sql, fmt)
+            canonical = str(self._run(CANONICAL_SQL, "TSVRaw", {"q": escape_param(sql)}, ro).bytes()
+                            .decode()).rstrip("\n")
+        except QueryFailed as exc:
+            raise QueryRejected(f"not one statement ClickHouse can parse: {exc}") from None
+        why = local_mode_refusal(canonical, None)
+        if why is None:
+            ast = self._run(f"EXPLAIN AST {canonical}", "TSVRaw", params, ro).bytes().decode()
+            why = local_mode_refusal(canonical, ast)
+        if why is not None:
+            raise QueryRejected(why)
+        return parse_json_compact(self._run(canonical, "JSONCompact", params, ro).bytes())
+
+    def _read_session(self) -> Any:
+        # chDB keeps SET and USE per session; several sessions share one engine and one path.
+        if self._ro is None:
+            from chdb import session as chs
+
+            chs_any: Any = chs
+            ro = chs_any.Session(str(self.path))
+            try:
+                for k, v in QUERY_SETTINGS.items():
+                    self._run(f"SET {k}={v}", "CSV", None, ro)
+                if self._database is not None:
+                    self._run(f"USE {self._database}", "CSV", None, ro)
+                self._run("SET readonly=1", "CSV", None, ro)
+            except BaseException:
+                ro.close()
+                raise
+            self._ro = ro
+        return self._ro
+
+    def _run(self, sql: str, fmt: str, params: dict[str, object] | None, session: Any = None) -> Any:
+        s = self._s if session is None else session
+        try:
+            return s.query(sql, fmt, params=params) if params else s.query(sql, fmt)
         except Exception as exc:  # noqa: BLE001 - chDB raises RuntimeError or ChdbError
             raise QueryFailed(str(exc).strip()) from None
 
@@ -109,8 +163,14 @@ class ChdbBackend:
 
     def use(self, database: str) -> None:
         self.execute(f"USE {database}")
+        self._database = database
+        if self._ro is not None:
+            self._run(f"USE {database}", "CSV", None, self._ro)
 
     def close(self) -> None:
+        if self._ro is not None:
+            self._ro.close()
+            self._ro = None
         self._s.close()
 
 
@@ -141,6 +201,14 @@ class ServerBackend:
     def query(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
         try:
             data = self._c.raw_query(sql, parameters=params, settings=QUERY_SETTINGS, fmt="JSONCompact")
+        except Exception as exc:  # noqa: BLE001 - see execute
+            raise QueryFailed(str(exc).strip()) from None
+        return parse_json_compact(data)
+
+    def read(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
+        """The same SQL, with readonly=1 sent along: the server enforces it per query."""
+        try:
+            data = self._c.raw_query(sql, parameters=params, settings=READ_SETTINGS, fmt="JSONCompact")
         except Exception as exc:  # noqa: BLE001 - see execute
             raise QueryFailed(str(exc).strip()) from None
         return parse_json_compact(data)

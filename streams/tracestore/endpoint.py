@@ -1,14 +1,19 @@
 """The sink's read endpoint: POST /query on 127.0.0.1, so readers never open its store.
 
-Request ``{"sql": "...", "params": {...}}``; answer ``{"columns": [...], "rows": [[...]]}``
-or ``{"error": "..."}`` with status 400 (rejected or failed query). Bound to loopback
-only; it runs read-only statements (``store.check_read_only``) in the sink's session.
+Request ``{"sql": "...", "params": {...}}`` with ``Authorization: Bearer <token>``; answer
+``{"columns": [...], "rows": [[...]]}`` or ``{"error": "..."}`` with status 400 (rejected
+or failed query), 401 (no token) or 403 (wrong token). The token is made at each sink start
+and written only into the store's lock file (mode 0600), so only local readers running as
+the store's user can find it. Statements run under ClickHouse's readonly=1 in a session of
+their own (``Store.read``), never in the sink's writing session.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -25,6 +30,7 @@ MAX_BODY = 1 << 20
 
 class _Handler(BaseHTTPRequestHandler):
     store: Store  # set on the subclass made per server
+    token: bytes
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
@@ -43,9 +49,21 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, {"error": "not found; POST /query"})
 
+    def _authorized(self) -> bool:
+        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme != "Bearer" or not given:
+            self._reply(401, {"error": "a token is required (the sink's lock file has it)"})
+            return False
+        if not hmac.compare_digest(given.strip().encode(), self.token):
+            self._reply(403, {"error": "wrong token"})
+            return False
+        return True
+
     def do_POST(self) -> None:
         if self.path != "/query":
             self._reply(404, {"error": "not found; POST /query"})
+            return
+        if not self._authorized():
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -55,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
             req = json.loads(self.rfile.read(length) or b"{}")
             sql = check_read_only(str(req.get("sql", "")))
             params = req.get("params") or None
-            columns, rows = self.store.query(sql, params)
+            columns, rows = self.store.read(sql, params)
         except (ValueError, AttributeError) as exc:
             self._reply(400, {"error": f"bad request: {exc}"})
             return
@@ -66,8 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class QueryServer:
-    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("Handler", (_Handler,), {"store": store})
+    def __init__(self, store: Store, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not token:
+            raise ValueError("the query endpoint needs a token")
+        handler = type("Handler", (_Handler,), {"store": store, "token": token.encode()})
         self._srv = ThreadingHTTPServer((host, port), handler)
         self._srv.daemon_threads = True
         self._thread = threading.Thread(target=self._srv.serve_forever, name="trace-query", daemon=True)
@@ -86,12 +106,20 @@ class QueryServer:
         self._srv.server_close()
 
 
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def remote_query(
-    url: str, sql: str, params: dict[str, object] | None = None, timeout_s: float = 30.0
+    url: str, sql: str, params: dict[str, object] | None = None, *, token: str | None,
+    timeout_s: float = 30.0,
 ) -> tuple[list[str], Rows]:
     """Ask a sink's endpoint; QueryFailed with its message, ConnectionError if it is gone."""
     body = json.dumps({"sql": sql, "params": params}).encode()
-    req = urllib.request.Request(f"{url}/query", body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"{url}/query", body, headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             doc = json.loads(resp.read())

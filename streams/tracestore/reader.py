@@ -3,8 +3,9 @@
 ``open_reader(settings)`` returns a ``TraceReader``. For a ClickHouse server it queries
 the server. For chDB it decides on every call, since a sink may start or stop while a
 long-lived reader (the status page) runs: if a sink holds the store it asks the sink's
-query endpoint; if nobody does it takes the store's lock for the one query (see
-``store.py``). Readers run read-only statements only.
+query endpoint (with the token from the lock file); if nobody does it takes the store's
+lock for the one query (see ``store.py``). Either way the statement runs under
+ClickHouse's readonly=1 (``readonly.py``); ``check_read_only`` only words the error early.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class ServerReader:
         return _timeline(self, uuid)
 
     def query(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
-        return self._store.query(check_read_only(sql), params)
+        return self._store.read(check_read_only(sql), params)
 
     def close(self) -> None:
         self._store.close()
@@ -74,9 +75,10 @@ class ChdbReader:
         while True:
             owner = read_owner(self._lock_file)
             url = owner.get("url") if owner else None
+            token = owner.get("token") if owner else None
             if isinstance(url, str):
                 try:
-                    return remote_query(url, stmt, params)
+                    return remote_query(url, stmt, params, token=token if isinstance(token, str) else None)
                 except ConnectionError:
                     pass  # the sink just stopped: its lock is gone or going; look again
             lock = StoreLock(self.settings.path)
@@ -97,8 +99,7 @@ class ChdbReader:
         try:
             # A store the sink has never opened is created here, empty: a reader sees no
             # rows rather than an error about missing tables.
-            store.backend.execute("SET readonly = 1")
-            return store.query(stmt, params)
+            return store.read(stmt, params)
         finally:
             store.close()
 

@@ -8,8 +8,8 @@ are stored and the bad records' dead letters are confirmed. A crash between inse
 commit redelivers the batch; the store keeps one row per ``trace_id`` (schema/001).
 
 For chDB the sink is the store's only writer and holds its lock for life; it answers
-readers on a loopback query endpoint (``endpoint.py``) so the CLI and the status page
-never need the store's files.
+readers on a loopback query endpoint (``endpoint.py``, token in the lock file) so the CLI
+and the status page never need the store's files.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..settings import Settings
 from ..topics import Topics, ensure_topics
 from . import codec
 from .backends import DATA_ERROR_CODES, error_code
-from .endpoint import QueryServer
+from .endpoint import QueryServer, new_token
 from .errors import InvalidTrace, QueryFailed
 from .store import Store, StoreLock, open_store
 
@@ -283,8 +283,9 @@ def run(
     try:
         store = open_store(ch)
         if lock is not None:
-            server = QueryServer(store, port=ch.query_port).start()
-            lock.publish(server.url)
+            token = new_token()
+            server = QueryServer(store, token, port=ch.query_port).start()
+            lock.publish(server.url, token)
         topics = Topics.from_settings(settings.kafka)
         spec_names = {topics.traces, topics.traces_dead_letter}
         ensure_topics(settings.kafka, [s for s in topics.specs() if s.name in spec_names])

@@ -6,8 +6,9 @@ chDB opens a data directory from one process at a time (a second one gets an opa
 leaves the store locked:
 
 * the sink (``prophoto-ingest traces sink``) holds the lock for its whole life and writes
-  its query endpoint's URL into the lock file;
-* a reader that finds the lock held reads that URL and asks the sink;
+  its query endpoint's URL and secret token into the lock file (mode 0600: only the store's
+  own user can read it, and only it may ask the endpoint);
+* a reader that finds the lock held reads that URL and token and asks the sink;
 * a reader that finds the lock free takes it for one query, opens the store, closes it.
 
 A ClickHouse server needs none of this: every process talks to the server.
@@ -15,10 +16,11 @@ A ClickHouse server needs none of this: every process talks to the server.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
-import re
+import stat
 import threading
 import time
 from collections.abc import Sequence
@@ -28,7 +30,8 @@ from typing import IO
 from ..settings import ClickHouseSettings
 from . import schema
 from .backends import Backend, ChdbBackend, Rows, ServerBackend
-from .errors import QueryRejected, StoreBusy
+from .errors import StoreBusy, TraceStoreError
+from .readonly import check_read_only
 
 TABLE = "traces"
 
@@ -44,7 +47,8 @@ class StoreLock:
 
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("a+", encoding="utf-8")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        f = os.fdopen(fd, "a+", encoding="utf-8")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,12 +70,23 @@ class StoreLock:
                 )
             time.sleep(0.05)
 
-    def publish(self, url: str | None) -> None:
-        """Record who holds the lock and, for a sink, where it answers queries."""
+    def publish(self, url: str | None, token: str | None = None) -> None:
+        """Record who holds the lock and, for a sink, where it answers queries and its token."""
         assert self._f is not None
+        fd = self._f.fileno()
+        if token is not None:
+            # A lock file made before tokens existed may be 0644; one not ours cannot be
+            # changed, and is refused just below unless it is private already.
+            with contextlib.suppress(PermissionError):
+                os.fchmod(fd, 0o600)
+            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+                raise TraceStoreError(
+                    f"{self.path} is readable by other users and cannot be made private; "
+                    "remove it (no sink is running) and start again"
+                )
         self._f.seek(0)
         self._f.truncate()
-        self._f.write(json.dumps({"pid": os.getpid(), "url": url}))
+        self._f.write(json.dumps({"pid": os.getpid(), "url": url, "token": token}))
         self._f.flush()
 
     def release(self) -> None:
@@ -114,8 +129,14 @@ class Store:
             return self.backend.insert_json(self.table, columns, body)
 
     def query(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
+        """Our own statements, in the writing session."""
         with self._lock:
             return self.backend.query(sql, params)
+
+    def read(self, sql: str, params: dict[str, object] | None = None) -> tuple[list[str], Rows]:
+        """A reader's statement, under ClickHouse's readonly=1 (``Backend.read``)."""
+        with self._lock:
+            return self.backend.read(sql, params)
 
     def close(self) -> None:
         with self._lock:
@@ -134,31 +155,4 @@ def open_store(settings: ClickHouseSettings) -> Store:
         raise
 
 
-_READ_ONLY = re.compile(
-    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-def check_read_only(sql: str) -> str:
-    """One read-only statement, trailing ``;`` allowed; QueryRejected otherwise.
-
-    A guard for the query endpoint and the CLI, which share the sink's writing session:
-    ClickHouse's own ``readonly`` cannot be set per statement there.
-    """
-    stmt = sql.strip()
-    while stmt.endswith(";"):
-        stmt = stmt[:-1].rstrip()
-    if not stmt:
-        raise QueryRejected("empty query")
-    if not _READ_ONLY.match(stmt):
-        raise QueryRejected(
-            "only one SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS statement may be run here"
-        )
-    if ";" in _strip_literals(stmt):
-        raise QueryRejected("one statement at a time (found ';' inside the query)")
-    return stmt
-
-
-def _strip_literals(sql: str) -> str:
-    return re.sub(r"'(?:[^'\\]|\\.|'')*'|--[^\n]*", "", sql)
+__all__ = ["Store", "StoreLock", "check_read_only", "lock_path", "open_store", "read_owner"]

@@ -14,7 +14,7 @@ import pytest
 from streams.settings import ClickHouseSettings, Settings
 from streams.traces import TraceEvent
 from streams.tracestore import schema
-from streams.tracestore.endpoint import QueryServer, remote_query
+from streams.tracestore.endpoint import QueryServer, new_token, remote_query
 from streams.tracestore.errors import QueryFailed, QueryRejected, SchemaError, StoreBusy
 from streams.tracestore.reader import ChdbReader, open_reader
 from streams.tracestore.sink import Batch, TraceSink
@@ -270,9 +270,10 @@ def test_reader_asks_the_sink_that_holds_the_store(ch: ClickHouseSettings) -> No
     lock = StoreLock(ch.path)
     lock.acquire(1)
     store = open_store(ch)
-    server = QueryServer(store).start()
+    token = new_token()
+    server = QueryServer(store, token).start()
     try:
-        lock.publish(server.url)
+        lock.publish(server.url, token)
         img = str(uuid.uuid4())
         TraceSink(store).write(Batch([tr(img, "storage", "local_move", 1, True)], [0]))
         reader = open_reader(Settings(clickhouse=ch))  # type: ignore[arg-type]
@@ -282,9 +283,9 @@ def test_reader_asks_the_sink_that_holds_the_store(ch: ClickHouseSettings) -> No
         with pytest.raises(QueryRejected):
             reader.query("DROP TABLE traces")
         with pytest.raises(QueryFailed, match="only one SELECT"):  # the endpoint guards itself too
-            remote_query(server.url, "DROP TABLE traces")
+            remote_query(server.url, "DROP TABLE traces", token=token)
         with pytest.raises(QueryFailed, match=r"UNKNOWN_IDENTIFIER|Unknown expression"):
-            remote_query(server.url, "SELECT nonsense FROM traces")
+            remote_query(server.url, "SELECT nonsense FROM traces", token=token)
         assert count(store) == 1
     finally:
         server.stop()
