@@ -23,6 +23,9 @@ log = logging.getLogger("status.heartbeats")
 
 LOOKBACK_S = 300.0
 KEEP_S = 3600.0
+# Heartbeats are read last in a round: they get this much time even if the round's budget
+# is spent, or a slow broker would make every worker look gone.
+MIN_READ_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class HeartbeatTail:
 
     def update(self, deadline: float) -> dict[str, Seen]:
         """Read what is new (within the deadline); the latest heartbeat per worker."""
+        deadline = max(deadline, time.monotonic() + MIN_READ_S)
         try:
             self._read(deadline)
         except KafkaException as exc:

@@ -19,8 +19,10 @@ from .health import State, Verdict
 from .heartbeats import Seen
 from .lag import KafkaRound, Member, Watched, watched_topics
 
-# A worker whose heartbeat is older than this many of its intervals is gone.
+# A worker whose heartbeat is older than this many of its intervals (and at least
+# GONE_AFTER_S) is gone: a busy machine delays heartbeats by seconds.
 GONE_AFTER_BEATS = 3
+GONE_AFTER_S = 10.0
 
 
 class _Model(BaseModel):
@@ -335,7 +337,7 @@ class Tracker:
 
 def _alive(seen: Seen, now: float, sample_interval_s: float) -> bool:
     # A beat may be up to one of its intervals old when written, plus one of ours when read.
-    return now - seen.at <= GONE_AFTER_BEATS * seen.beat.interval_s + sample_interval_s
+    return now - seen.at <= max(GONE_AFTER_BEATS * seen.beat.interval_s, GONE_AFTER_S) + sample_interval_s
 
 
 def _contexts(

@@ -8,6 +8,7 @@ murmur2 partitioner, lands on the same partition number of every topic.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,6 +244,8 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
     if problems:
         raise TopicMismatch("; ".join(problems))
     created = _create(admin, kafka, missing, timeout) if missing else []
+    if missing:
+        _await_leaders(admin, [s.name for s in missing], timeout)
     # Checked after creating: a topic another process made meanwhile is checked too.
     problems = _config_problems(
         admin, kafka, [s for s in specs if s.enforced and s.name not in created], timeout
@@ -250,6 +253,24 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
     if problems:
         raise TopicMismatch("; ".join(problems))
     return created
+
+
+def _await_leaders(admin: Any, names: list[str], timeout: float) -> None:
+    """Return once every partition of ``names`` has a leader: a topic created a moment ago
+    answers offset queries with NOT_LEADER_FOR_PARTITION until its leaders are elected, and
+    the first command after ``topics create`` (or a worker's start) should not see that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        md = admin.list_topics(timeout=max(0.1, deadline - time.monotonic()))
+        waiting = [n for n in names if (t := md.topics.get(n)) is None or t.error is not None
+                   or not t.partitions or any(p.leader < 0 or p.error is not None
+                                              for p in t.partitions.values())]
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicMismatch(f"topics without a leader {timeout:g} s after creating them: "
+                                + ", ".join(sorted(waiting)[:5]))
+        time.sleep(0.1)
 
 
 def _create(admin: Any, kafka: KafkaSettings, missing: list[TopicSpec], timeout: float) -> list[str]:
