@@ -114,6 +114,7 @@ BAD_VALUES = {
         ["--set", "securityContext.allowPrivilegeEscalation=true"],
         "allowPrivilegeEscalation",
     ),
+    "private metrics without a token": (["--set", "status.metricsPublic=false"], "needs a token"),
     "duplicate group": (
         ["--set-json", 'workers=[{"name":"a","topics":["ingest"]},{"name":"a","topics":["ingest"]}]'],
         "appears twice",
@@ -343,3 +344,77 @@ def test_notes_tell_how_to_reach_the_dashboard(
     assert "https://ingest-status.prophoto.example.com/" in with_ingress
     demo = _notes(helm_bin, tmp_path, "--set", "storage.persistence.enabled=false")
     assert "WARNING: storage is an emptyDir" in demo
+
+
+# -- the status service's bearer token ---------------------------------------------------------
+TOKEN = "tok-3f1c0a9e-not-in-any-configmap"
+
+
+def _token_ref(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (status,) = container_named(manifests, "status")
+    refs = [e for e in status.get("env", []) if e["name"] == "INGEST_STATUS__TOKEN"]
+    assert len(refs) == 1, status.get("env")
+    assert set(refs[0]) == {"name", "valueFrom"}, "the token must come from a Secret, not a literal value"
+    ref: dict[str, Any] = refs[0]["valueFrom"]["secretKeyRef"]
+    return ref
+
+
+def _non_secret_text(manifests: list[dict[str, Any]]) -> str:
+    return json.dumps([m for m in manifests if m["kind"] != "Secret"])
+
+
+def test_status_token_from_a_value_goes_through_the_charts_secret(helm_bin: str) -> None:
+    manifests = render(None, "--set", f"status.token.value={TOKEN}")
+    ref = _token_ref(manifests)
+    (secret,) = [s for s in by_kind(manifests, "Secret") if s["metadata"]["name"] == ref["name"]]
+    assert secret["stringData"][ref["key"]] == TOKEN
+    # Nowhere else: not in the ConfigMap, not in a pod spec, not in any other container.
+    assert TOKEN not in _non_secret_text(manifests)
+    for _, c in containers(manifests):
+        if c["name"] != "status":
+            assert "INGEST_STATUS__TOKEN" not in env_of(manifests, c), c["name"]
+    (cm,) = by_kind(manifests, "ConfigMap")
+    assert "INGEST_STATUS__TOKEN" not in cm["data"]
+    assert cm["data"]["INGEST_STATUS__METRICS_PUBLIC"] == "true"
+
+
+def test_status_token_from_an_existing_secret(helm_bin: str) -> None:
+    manifests = render(
+        None,
+        "--set",
+        f"status.token.value={TOKEN}",  # existingSecret wins, as for the passwords
+        "--set",
+        "status.token.existingSecret=ops-status",
+        "--set",
+        "status.token.existingSecretKey=bearer",
+        "--set",
+        "status.metricsPublic=false",
+    )
+    assert _token_ref(manifests) == {"name": "ops-status", "key": "bearer"}
+    assert TOKEN not in json.dumps(manifests), "the chart stored a value it was told to take elsewhere"
+    (cm,) = by_kind(manifests, "ConfigMap")
+    assert cm["data"]["INGEST_STATUS__METRICS_PUBLIC"] == "false"
+
+
+def test_no_token_no_env_and_no_secret(default_manifests: list[dict[str, Any]]) -> None:
+    for _, c in containers(default_manifests):
+        assert "INGEST_STATUS__TOKEN" not in env_of(default_manifests, c), c["name"]
+    assert by_kind(default_manifests, "Secret") == []
+
+
+def test_token_and_heartbeat_reach_the_settings(
+    all_manifests: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (status,) = container_named(all_manifests, "status")
+    with monkeypatch.context() as mp:
+        s = settings_for(all_manifests, status, mp)
+    assert s.status.token is not None and s.status.token.get_secret_value() == SECRET_PLACEHOLDER
+    assert s.status.metrics_public is False
+    assert s.status.sample_interval_s == 2.5
+    beats = {}
+    for d, c in containers(all_manifests):
+        if c["name"] == "worker":
+            with monkeypatch.context() as mp:
+                group = d["metadata"]["name"].rsplit("worker-", 1)[1]
+                beats[group] = settings_for(all_manifests, c, mp).worker.heartbeat_s
+    assert beats == {"ingest": 3.0, "preview": 3.0, "enhance": 10.0}
