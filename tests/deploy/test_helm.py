@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from streams.settings import Settings
 from streams.topics import JOB_TOPICS, Topics
 
+from . import crds
 from .helpers import ALL_FEATURES, CHART, ROOT, by_kind, containers, env_of, helm, render, settings_env_names
 from .routes import served_paths
 
@@ -71,6 +72,8 @@ def test_manifests_match_kubernetes_schemas(helm_bin: str, values: list[Path], k
     for m in manifests:
         if m["apiVersion"].startswith("keda.sh/"):
             continue  # a CRD: no schema in the Kubernetes set; checked in test_keda_*
+        if crds.known(m):
+            continue  # checked against its vendored CRD in test_custom_resources_match_their_crds
         # strict: an unknown field (a typo like "livenesProbe") is an error, not ignored.
         kubernetes_validate.validate(m, kube, strict=True)
         checked += 1
@@ -82,6 +85,27 @@ def test_schema_validation_catches_a_bad_manifest(default_manifests: list[dict[s
     deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
+
+
+def test_custom_resources_match_their_crds(all_manifests: list[dict[str, Any]]) -> None:
+    custom = [m for m in all_manifests if m["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert {m["kind"] for m in custom} == {"ServiceMonitor"}
+    for m in custom:
+        assert crds.known(m), f"no vendored CRD for {m['apiVersion']} {m['kind']}"
+        assert crds.errors(m) == [], m["kind"]
+
+
+def test_crd_check_catches_a_bad_custom_resource(all_manifests: list[dict[str, Any]]) -> None:
+    (sm,) = json.loads(json.dumps(by_kind(all_manifests, "ServiceMonitor")))
+    sm["spec"]["endpoints"][0]["authorisation"] = sm["spec"]["endpoints"][0].pop("authorization")
+    sm["spec"]["endpoints"][0]["interval"] = "30 seconds"
+    found = crds.errors(sm)
+    assert any("authorisation" in e for e in found), found
+    assert any(e.startswith("spec/endpoints/0/interval") for e in found), found
+
+
+def test_vendored_crds_are_the_recorded_ones() -> None:
+    assert crds.checksums() == crds.VENDORED, "a CRD changed; record where it came from in VENDORED.md"
 
 
 BAD_VALUES = {
@@ -418,3 +442,31 @@ def test_token_and_heartbeat_reach_the_settings(
                 group = d["metadata"]["name"].rsplit("worker-", 1)[1]
                 beats[group] = settings_for(all_manifests, c, mp).worker.heartbeat_s
     assert beats == {"ingest": 3.0, "preview": 3.0, "enhance": 10.0}
+
+
+# -- the ServiceMonitor ----------------------------------------------------------------------
+def test_service_monitor_scrapes_every_status_replica_with_the_token(
+    all_manifests: list[dict[str, Any]],
+) -> None:
+    (sm,) = by_kind(all_manifests, "ServiceMonitor")
+    (svc,) = by_kind(all_manifests, "Service")
+    assert svc["metadata"]["labels"].items() >= sm["spec"]["selector"]["matchLabels"].items()
+    assert sm["spec"]["namespaceSelector"]["matchNames"] == ["ingest"]
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics" and "/metrics" in served_paths(ROOT / "status")
+    # all-features: metricsPublic false, the token in the user's Secret: the scrape sends it.
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": _token_ref(all_manifests),
+    }
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_service_monitor_sends_no_token_while_metrics_are_public(helm_bin: str) -> None:
+    manifests = render(
+        None, "--set", "status.serviceMonitor.enabled=true", "--set", f"status.token.value={TOKEN}"
+    )
+    (sm,) = by_kind(manifests, "ServiceMonitor")
+    assert "authorization" not in sm["spec"]["endpoints"][0]
+    assert by_kind(render(), "ServiceMonitor") == []
