@@ -470,3 +470,14 @@ def test_service_monitor_sends_no_token_while_metrics_are_public(helm_bin: str) 
     (sm,) = by_kind(manifests, "ServiceMonitor")
     assert "authorization" not in sm["spec"]["endpoints"][0]
     assert by_kind(render(), "ServiceMonitor") == []
+
+
+def test_notes_say_where_the_status_token_is(helm_bin: str, tmp_path: Path) -> None:
+    text = _notes(helm_bin, tmp_path, "--set", "status.token.existingSecret=ops-status")
+    assert "key status-token of Secret ops-status" in text
+    assert "/readyz and /metrics needs" in text
+    private = _notes(helm_bin, tmp_path, "-f", str(ALL_FEATURES))
+    assert "/readyz needs" in private and "key token of Secret status-credentials" in private
+    from_values = _notes(helm_bin, tmp_path, "--set", f"status.token.value={TOKEN}")
+    assert "prefer status.token.existingSecret" in from_values and TOKEN not in from_values
+    assert "Bearer" not in _notes(helm_bin, tmp_path)
