@@ -5,7 +5,9 @@
 # (override: PROPHOTO_TOOLS_BIN); the tests look there, then on PATH.
 # The Go module github.com/prometheus/prometheus tags Prometheus 3.Y.Z as v0.3YY.Z.
 # -tags remove_all_sd leaves out the service-discovery plugins (AWS, Azure, GCE, ...): rule
-# checks and rule unit tests do not use them, and they are most of a cold build.
+# checks and rule unit tests do not use them, and they are most of a cold build. Cold build
+# (empty module and build caches) on the 2-core dev machine: 442 s, with tests running beside
+# it; without the tag it had not finished after 11 minutes.
 set -euo pipefail
 
 PROMETHEUS_MODULE_VERSION=v0.316.0
