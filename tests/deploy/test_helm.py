@@ -481,3 +481,15 @@ def test_notes_say_where_the_status_token_is(helm_bin: str, tmp_path: Path) -> N
     from_values = _notes(helm_bin, tmp_path, "--set", f"status.token.value={TOKEN}")
     assert "prefer status.token.existingSecret" in from_values and TOKEN not in from_values
     assert "Bearer" not in _notes(helm_bin, tmp_path)
+
+
+def test_status_probes_need_no_token(all_manifests: list[dict[str, Any]]) -> None:
+    """The kubelet sends no Authorization header: with a token set, the probes must hit paths
+    the status service leaves open (status.web.OPEN_PATHS)."""
+    from status.web import OPEN_PATHS
+
+    (status,) = container_named(all_manifests, "status")
+    assert "INGEST_STATUS__TOKEN" in env_of(all_manifests, status)
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if kind in status:
+            assert status[kind]["httpGet"]["path"] in OPEN_PATHS, kind
