@@ -1,5 +1,5 @@
-"""helm comes from scripts/setup.d/50-helm.sh. Without it these tests skip on a laptop and
-fail under CI, like the broker fixtures."""
+"""helm comes from scripts/setup.d/50-helm.sh, promtool from 60-promtool.sh. Without them
+these tests skip on a laptop and fail under CI, like the broker fixtures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import ALL_FEATURES, helm_binary, render
+from .helpers import ALL_FEATURES, helm_binary, promtool_binary, render
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,17 @@ def helm_bin() -> str:
     binary = helm_binary()
     if binary is None:
         problem = "helm not found; run scripts/setup.d/50-helm.sh"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and {problem}")
+        pytest.skip(problem)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def promtool_bin() -> str:
+    binary = promtool_binary()
+    if binary is None:
+        problem = "promtool not found; run scripts/setup.d/60-promtool.sh"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and {problem}")
         pytest.skip(problem)

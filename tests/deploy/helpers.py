@@ -67,6 +67,13 @@ def helm_binary() -> str | None:
     return shutil.which("helm")
 
 
+def promtool_binary() -> str | None:
+    local = TOOLS_BIN / "promtool"
+    if local.exists():
+        return str(local)
+    return shutil.which("promtool")
+
+
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
     binary = helm_binary()
     assert binary, "helm missing: run scripts/setup.d/50-helm.sh"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from streams.settings import Settings
 from streams.topics import JOB_TOPICS, Topics
 
+from . import crds
 from .helpers import ALL_FEATURES, CHART, ROOT, by_kind, containers, env_of, helm, render, settings_env_names
 from .routes import served_paths
 
@@ -43,8 +44,8 @@ def unknown_env_names(manifests: list[dict[str, Any]]) -> set[str]:
     for _, c in containers(manifests):
         names |= set(env_of(manifests, c))
     for m in by_kind(manifests, "ConfigMap") + by_kind(manifests, "Secret"):
-        if m["metadata"]["name"].endswith("-keda"):
-            continue  # KEDA's own parameters, not ours
+        if m["metadata"]["name"].endswith(("-keda", "-alerts")):
+            continue  # KEDA's own parameters, the alert rule file: not env
         names |= set((m.get("data") or {}) | (m.get("stringData") or {}))
     return {n for n in names if n.upper() not in known}
 
@@ -71,6 +72,8 @@ def test_manifests_match_kubernetes_schemas(helm_bin: str, values: list[Path], k
     for m in manifests:
         if m["apiVersion"].startswith("keda.sh/"):
             continue  # a CRD: no schema in the Kubernetes set; checked in test_keda_*
+        if crds.known(m):
+            continue  # checked against its vendored CRD in test_custom_resources_match_their_crds
         # strict: an unknown field (a typo like "livenesProbe") is an error, not ignored.
         kubernetes_validate.validate(m, kube, strict=True)
         checked += 1
@@ -82,6 +85,27 @@ def test_schema_validation_catches_a_bad_manifest(default_manifests: list[dict[s
     deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
+
+
+def test_custom_resources_match_their_crds(all_manifests: list[dict[str, Any]]) -> None:
+    custom = [m for m in all_manifests if m["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert {m["kind"] for m in custom} == {"ServiceMonitor", "PrometheusRule"}
+    for m in custom:
+        assert crds.known(m), f"no vendored CRD for {m['apiVersion']} {m['kind']}"
+        assert crds.errors(m) == [], m["kind"]
+
+
+def test_crd_check_catches_a_bad_custom_resource(all_manifests: list[dict[str, Any]]) -> None:
+    (sm,) = json.loads(json.dumps(by_kind(all_manifests, "ServiceMonitor")))
+    sm["spec"]["endpoints"][0]["authorisation"] = sm["spec"]["endpoints"][0].pop("authorization")
+    sm["spec"]["endpoints"][0]["interval"] = "30 seconds"
+    found = crds.errors(sm)
+    assert any("authorisation" in e for e in found), found
+    assert any(e.startswith("spec/endpoints/0/interval") for e in found), found
+
+
+def test_vendored_crds_are_the_recorded_ones() -> None:
+    assert crds.checksums() == crds.VENDORED, "a CRD changed; record where it came from in VENDORED.md"
 
 
 BAD_VALUES = {
@@ -114,6 +138,7 @@ BAD_VALUES = {
         ["--set", "securityContext.allowPrivilegeEscalation=true"],
         "allowPrivilegeEscalation",
     ),
+    "private metrics without a token": (["--set", "status.metricsPublic=false"], "needs a token"),
     "duplicate group": (
         ["--set-json", 'workers=[{"name":"a","topics":["ingest"]},{"name":"a","topics":["ingest"]}]'],
         "appears twice",
@@ -343,3 +368,128 @@ def test_notes_tell_how_to_reach_the_dashboard(
     assert "https://ingest-status.prophoto.example.com/" in with_ingress
     demo = _notes(helm_bin, tmp_path, "--set", "storage.persistence.enabled=false")
     assert "WARNING: storage is an emptyDir" in demo
+
+
+# -- the status service's bearer token ---------------------------------------------------------
+TOKEN = "tok-3f1c0a9e-not-in-any-configmap"
+
+
+def _token_ref(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (status,) = container_named(manifests, "status")
+    refs = [e for e in status.get("env", []) if e["name"] == "INGEST_STATUS__TOKEN"]
+    assert len(refs) == 1, status.get("env")
+    assert set(refs[0]) == {"name", "valueFrom"}, "the token must come from a Secret, not a literal value"
+    ref: dict[str, Any] = refs[0]["valueFrom"]["secretKeyRef"]
+    return ref
+
+
+def _non_secret_text(manifests: list[dict[str, Any]]) -> str:
+    return json.dumps([m for m in manifests if m["kind"] != "Secret"])
+
+
+def test_status_token_from_a_value_goes_through_the_charts_secret(helm_bin: str) -> None:
+    manifests = render(None, "--set", f"status.token.value={TOKEN}")
+    ref = _token_ref(manifests)
+    (secret,) = [s for s in by_kind(manifests, "Secret") if s["metadata"]["name"] == ref["name"]]
+    assert secret["stringData"][ref["key"]] == TOKEN
+    # Nowhere else: not in the ConfigMap, not in a pod spec, not in any other container.
+    assert TOKEN not in _non_secret_text(manifests)
+    for _, c in containers(manifests):
+        if c["name"] != "status":
+            assert "INGEST_STATUS__TOKEN" not in env_of(manifests, c), c["name"]
+    (cm,) = by_kind(manifests, "ConfigMap")
+    assert "INGEST_STATUS__TOKEN" not in cm["data"]
+    assert cm["data"]["INGEST_STATUS__METRICS_PUBLIC"] == "true"
+
+
+def test_status_token_from_an_existing_secret(helm_bin: str) -> None:
+    manifests = render(
+        None,
+        "--set",
+        f"status.token.value={TOKEN}",  # existingSecret wins, as for the passwords
+        "--set",
+        "status.token.existingSecret=ops-status",
+        "--set",
+        "status.token.existingSecretKey=bearer",
+        "--set",
+        "status.metricsPublic=false",
+    )
+    assert _token_ref(manifests) == {"name": "ops-status", "key": "bearer"}
+    assert TOKEN not in json.dumps(manifests), "the chart stored a value it was told to take elsewhere"
+    (cm,) = by_kind(manifests, "ConfigMap")
+    assert cm["data"]["INGEST_STATUS__METRICS_PUBLIC"] == "false"
+
+
+def test_no_token_no_env_and_no_secret(default_manifests: list[dict[str, Any]]) -> None:
+    for _, c in containers(default_manifests):
+        assert "INGEST_STATUS__TOKEN" not in env_of(default_manifests, c), c["name"]
+    assert by_kind(default_manifests, "Secret") == []
+
+
+def test_token_and_heartbeat_reach_the_settings(
+    all_manifests: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (status,) = container_named(all_manifests, "status")
+    with monkeypatch.context() as mp:
+        s = settings_for(all_manifests, status, mp)
+    assert s.status.token is not None and s.status.token.get_secret_value() == SECRET_PLACEHOLDER
+    assert s.status.metrics_public is False
+    assert s.status.sample_interval_s == 2.5
+    beats = {}
+    for d, c in containers(all_manifests):
+        if c["name"] == "worker":
+            with monkeypatch.context() as mp:
+                group = d["metadata"]["name"].rsplit("worker-", 1)[1]
+                beats[group] = settings_for(all_manifests, c, mp).worker.heartbeat_s
+    assert beats == {"ingest": 3.0, "preview": 3.0, "enhance": 10.0}
+
+
+# -- the ServiceMonitor ----------------------------------------------------------------------
+def test_service_monitor_scrapes_every_status_replica_with_the_token(
+    all_manifests: list[dict[str, Any]],
+) -> None:
+    (sm,) = by_kind(all_manifests, "ServiceMonitor")
+    (svc,) = by_kind(all_manifests, "Service")
+    assert svc["metadata"]["labels"].items() >= sm["spec"]["selector"]["matchLabels"].items()
+    assert sm["spec"]["namespaceSelector"]["matchNames"] == ["ingest"]
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics" and "/metrics" in served_paths(ROOT / "status")
+    # all-features: metricsPublic false, the token in the user's Secret: the scrape sends it.
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": _token_ref(all_manifests),
+    }
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_service_monitor_sends_no_token_while_metrics_are_public(helm_bin: str) -> None:
+    manifests = render(
+        None, "--set", "status.serviceMonitor.enabled=true", "--set", f"status.token.value={TOKEN}"
+    )
+    (sm,) = by_kind(manifests, "ServiceMonitor")
+    assert "authorization" not in sm["spec"]["endpoints"][0]
+    assert by_kind(render(), "ServiceMonitor") == []
+
+
+def test_notes_say_where_the_status_token_is(helm_bin: str, tmp_path: Path) -> None:
+    text = _notes(helm_bin, tmp_path, "--set", "status.token.existingSecret=ops-status")
+    assert "key status-token of Secret ops-status" in text
+    assert "/readyz and /metrics needs" in text
+    private = _notes(helm_bin, tmp_path, "-f", str(ALL_FEATURES))
+    assert "/readyz needs" in private and "key token of Secret status-credentials" in private
+    from_values = _notes(helm_bin, tmp_path, "--set", f"status.token.value={TOKEN}")
+    assert "prefer status.token.existingSecret" in from_values and TOKEN not in from_values
+    assert "Bearer" not in _notes(helm_bin, tmp_path)
+
+
+def test_status_probes_need_no_token(all_manifests: list[dict[str, Any]]) -> None:
+    """The kubelet sends no Authorization header: with a token set, the probes must hit paths
+    the status service leaves open (status.web.OPEN_PATHS)."""
+    from status.web import OPEN_PATHS
+
+    (status,) = container_named(all_manifests, "status")
+    assert "INGEST_STATUS__TOKEN" in env_of(all_manifests, status)
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if kind in status:
+            assert status[kind]["httpGet"]["path"] in OPEN_PATHS, kind

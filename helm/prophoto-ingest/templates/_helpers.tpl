@@ -56,6 +56,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.clickhouse.existingSecret }}{{ .Values.clickhouse.existingSecretKey }}{{ else }}INGEST_CLICKHOUSE__PASSWORD{{ end }}
 {{- end }}
 
+{{- define "prophoto-ingest.statusTokenSecretName" -}}
+{{- default (include "prophoto-ingest.fullname" .) .Values.status.token.existingSecret }}
+{{- end }}
+{{- define "prophoto-ingest.statusTokenSecretKey" -}}
+{{- if .Values.status.token.existingSecret }}{{ .Values.status.token.existingSecretKey }}{{ else }}INGEST_STATUS__TOKEN{{ end }}
+{{- end }}
+{{/* "true" when the status service has a bearer token, else empty. */}}
+{{- define "prophoto-ingest.statusToken" -}}
+{{- if or .Values.status.token.value .Values.status.token.existingSecret }}true{{ end }}
+{{- end }}
+
 {{- define "prophoto-ingest.tlsMountPath" -}}/etc/prophoto-ingest/kafka-tls{{- end }}
 
 {{/* Refuse combinations the settings class would accept but Kafka would not. */}}
@@ -73,6 +84,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- if and $k.tls.enabled (not $k.tls.secretName) }}
 {{- fail "kafka.tls.enabled: set kafka.tls.secretName to the Secret holding the CA" }}
+{{- end }}
+{{- if and (not .Values.status.metricsPublic) (not (include "prophoto-ingest.statusToken" .)) }}
+{{- fail "status.metricsPublic=false needs a token (status.token.value or status.token.existingSecret): without one the status service checks nothing" }}
 {{- end }}
 {{- $seen := dict }}
 {{- range .Values.workers }}
@@ -128,6 +142,20 @@ strings in a group win over the defaults. */}}
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The status container's env: its bearer token (only this container gets it), then the rest. */}}
+{{- define "prophoto-ingest.statusEnv" -}}
+{{- if include "prophoto-ingest.statusToken" . }}
+- name: INGEST_STATUS__TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "prophoto-ingest.statusTokenSecretName" . }}
+      key: {{ include "prophoto-ingest.statusTokenSecretKey" . }}
+{{- end }}
+{{- with (include "prophoto-ingest.secretEnv" . | trim) }}
+{{ . }}
 {{- end }}
 {{- end }}
 
