@@ -207,6 +207,8 @@ class LocalStorage:
                 return dest.read_bytes()
             finally:
                 tmp.unlink(missing_ok=True)
+                # Like write_bytes: a writer killed mid-write left its temp file beside dest.
+                self.sweep(dest)
         except OSError as exc:
             raise _wrap_os_error(exc, f"cannot write {self.relative(dest)}") from exc
 

@@ -166,3 +166,25 @@ def test_a_shard_folder_symlinked_inside_the_root_is_refused(two_images: LocalSt
     os.symlink(target, shard_dir)
     with pytest.raises(UnsafePath, match="symlinked folder"):
         st.source_for(UID, f"uploads/0b/6f/{UID}.jpg")
+
+
+def test_write_once_sweeps_a_dead_writers_temp_file_too(tmp_path: Path) -> None:
+    # Seen in the chaos test (seed 676813387): a worker killed while writing an image's
+    # metadata left its temp file, and the next worker's write_once kept it for ever.
+    import socket
+    import subprocess
+    import sys
+
+    st = LocalStorage(tmp_path)
+    dest = st.metadata_path(UID)
+    dest.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname().replace(".", "_")[:64]
+    orphan = dest.parent / f".{dest.name}.{host}-{dead.stdout.strip()}.t894h_id.tmp"
+    orphan.write_bytes(b'{"half')
+    assert st.write_once(dest, b"{}") == b"{}"
+    assert not orphan.exists()
+    orphan.write_bytes(b'{"half')
+    assert st.write_once(dest, b"other") == b"{}"  # already there: still swept
+    assert not orphan.exists()
