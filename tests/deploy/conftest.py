@@ -11,26 +11,24 @@ import pytest
 from .helpers import ALL_FEATURES, helm_binary, promtool_binary, render
 
 
-@pytest.fixture(scope="session")
-def helm_bin() -> str:
-    binary = helm_binary()
+def _tool(binary: str | None, name: str, installer: str) -> str:
+    """The tool's path; without it a failure under CI, a skip on a laptop."""
     if binary is None:
-        problem = "helm not found; run scripts/setup.d/50-helm.sh"
+        problem = f"{name} not found; run scripts/setup.d/{installer}"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and {problem}")
         pytest.skip(problem)
     return binary
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    return _tool(helm_binary(), "helm", "50-helm.sh")
 
 
 @pytest.fixture(scope="session")
 def promtool_bin() -> str:
-    binary = promtool_binary()
-    if binary is None:
-        problem = "promtool not found; run scripts/setup.d/60-promtool.sh"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and {problem}")
-        pytest.skip(problem)
-    return binary
+    return _tool(promtool_binary(), "promtool", "60-promtool.sh")
 
 
 @pytest.fixture(scope="session")

@@ -131,18 +131,26 @@ def test_a_symlinked_original_is_refused(two_images: LocalStorage) -> None:
         st.source_for(UID, f"uploads/0b/6f/{UID}.jpg")
 
 
-def test_a_temp_file_of_a_writer_that_died_is_swept_one_alive_is_kept(tmp_path: Path) -> None:
+def _dead_writers_temp(dest: Path, rand: str) -> Path:
+    """The temp file name a writer on this host that has since exited would have left."""
     import socket
     import subprocess
     import sys
 
-    st = LocalStorage(tmp_path)
-    dest = st.preview_path(UID)
-    dest.parent.mkdir(parents=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     host = socket.gethostname().replace(".", "_")[:64]
-    orphan = dest.parent / f".{dest.name}.{host}-{dead.stdout.strip()}.abc123.tmp"
+    return dest.parent / f".{dest.name}.{host}-{dead.stdout.strip()}.{rand}.tmp"
+
+
+def test_a_temp_file_of_a_writer_that_died_is_swept_one_alive_is_kept(tmp_path: Path) -> None:
+    import socket
+
+    st = LocalStorage(tmp_path)
+    dest = st.preview_path(UID)
+    orphan = _dead_writers_temp(dest, "abc123")
+    host = socket.gethostname().replace(".", "_")[:64]
     mine = dest.parent / f".{dest.name}.{host}-{os.getpid()}.def456.tmp"
     elsewhere = dest.parent / f".{dest.name}.otherhost-1.ghi789.tmp"
     for p in (orphan, mine, elsewhere):
@@ -171,17 +179,9 @@ def test_a_shard_folder_symlinked_inside_the_root_is_refused(two_images: LocalSt
 def test_write_once_sweeps_a_dead_writers_temp_file_too(tmp_path: Path) -> None:
     # Seen in the chaos test (seed 676813387): a worker killed while writing an image's
     # metadata left its temp file, and the next worker's write_once kept it for ever.
-    import socket
-    import subprocess
-    import sys
-
     st = LocalStorage(tmp_path)
     dest = st.metadata_path(UID)
-    dest.parent.mkdir(parents=True)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    host = socket.gethostname().replace(".", "_")[:64]
-    orphan = dest.parent / f".{dest.name}.{host}-{dead.stdout.strip()}.t894h_id.tmp"
+    orphan = _dead_writers_temp(dest, "t894h_id")
     orphan.write_bytes(b'{"half')
     assert st.write_once(dest, b"{}") == b"{}"
     assert not orphan.exists()
