@@ -119,7 +119,7 @@ async function load() {
   }
 }
 
-async function detail(id) {
+async function detail(id, quiet) {
   const r = await api("/api/failed/" + encodeURIComponent(id));
   const box = $("detail");
   box.hidden = false;
@@ -163,7 +163,7 @@ async function detail(id) {
       : `${l.id} (no longer in the dead-letter topic)`));
   }
   if (!d.lineage.length) ul.append(el("li", "not a replay", "muted"));
-  box.scrollIntoView({ block: "nearest" });
+  if (!quiet) box.scrollIntoView({ block: "nearest" });
 }
 
 async function dryRun(action, target) {
@@ -244,6 +244,8 @@ async function actions() {
 function refreshAll() {
   load();
   actions();
+  // the entry shown may have been replayed or forgotten meanwhile
+  if (!$("detail").hidden && $("detail").dataset.id) detail($("detail").dataset.id, true);
 }
 
 $("filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); state.page = 1; load(); });
