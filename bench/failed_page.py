@@ -93,7 +93,7 @@ def first_render_ms(base: str, n: int) -> tuple[float, float]:
                 page = b.new_page()
                 t0 = time.perf_counter()
                 page.goto(base + "/?every=600")
-                page.wait_for_function("document.getElementById('count-failed').textContent !== '–'",
+                page.wait_for_function("document.getElementById('count-failed').textContent !== '\\u2013'",
                                        timeout=120_000)
                 dashboard.append((time.perf_counter() - t0) * 1000)
                 page.close()

@@ -13,7 +13,8 @@ history of those actions, kept on the resolution topic.
 
 Replay and forget run ``DeadLetters.replay`` and ``DeadLetters.resolve``, the code behind the
 CLI's ``replay`` and ``forget``. POSTs must come from this service's own page: the Origin
-(or Referer) must name this host, and the session's CSRF token rides in ``X-CSRF-Token``.
+(or Referer) must name this host, and the session's CSRF token rides in ``X-CSRF-Token``;
+without a token, a loopback service answers its API only by a loopback name (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -215,6 +217,31 @@ KAFKA_ERRORS = (KafkaUnavailable, PublishError, KafkaException)
 
 
 # -- safety -----------------------------------------------------------------------------------
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def foreign_host(request: web.Request, settings: Settings) -> str | None:
+    """Without a token the service trusts its loopback interface; a page from another site
+    that resolves its own name to 127.0.0.1 (DNS rebinding) would pass the Origin check
+    and could read a CSRF token, so a loopback service answers its API only by a loopback
+    name."""
+    if settings.status.token is not None or not _loopback(settings.status.host):
+        return None
+    name = urlsplit("//" + request.host).hostname
+    if _loopback(name):
+        return None
+    return (f"refused: this service listens on {settings.status.host} without a token and is "
+            f"asked for as {request.host[:100]!r}; open it as http://127.0.0.1:<port>/failed")
+
+
 def cross_site(request: web.Request) -> str | None:
     """Why a POST is not from this service's own page, or None. Browsers send Origin on every
     POST fetch; Referer stands in where a privacy setting drops it."""
@@ -240,14 +267,25 @@ def csrf_problem(request: web.Request, console: Console) -> str | None:
     return None
 
 
-def guarded(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable[
-        [web.Request], Awaitable[web.StreamResponse]]:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def local(handler: Handler) -> Handler:
+    async def check(request: web.Request) -> web.StreamResponse:
+        problem = foreign_host(request, request.app[CONSOLE].settings)
+        if problem:
+            return _error(problem, 403)
+        return await handler(request)
+    return check
+
+
+def guarded(handler: Handler) -> Handler:
     async def check(request: web.Request) -> web.StreamResponse:
         problem = cross_site(request) or csrf_problem(request, request.app[CONSOLE])
         if problem:
             return _error(problem, 403)
         return await handler(request)
-    return check
+    return local(check)
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -310,7 +348,13 @@ async def list_actions(request: web.Request) -> web.Response:
     except KAFKA_ERRORS as exc:
         return _unavailable(exc)
     run = console.running
-    running = {**run.body, "done": run.done} if run else None
+    running = {**run.body, "done": run.done} if run and run.body else None
+    current = run.key if run else None
+    for a in done:
+        if a.get("state") == "running" and a.get("key") != current:
+            # Started, never ended: this service stopped (or lost Kafka) during it; what
+            # it did is in each entry's own state, and a rerun sends only what is open.
+            a["state"] = "unfinished"
     return _json({"actions": done[:MAX_ACTIONS], "running": running})
 
 
@@ -419,12 +463,12 @@ async def _run(console: Console, run: Running, sel: Selection, rate: float | Non
 def setup(app: web.Application, settings: Settings, backend: Backend | None = None) -> None:
     app[CONSOLE] = Console(settings, backend)
     app.router.add_get("/failed", page)
-    app.router.add_get("/api/session", session)
-    app.router.add_get("/api/failed", list_failed)
-    app.router.add_get("/api/failed/{id}", one_failed)
+    app.router.add_get("/api/session", local(session))
+    app.router.add_get("/api/failed", local(list_failed))
+    app.router.add_get("/api/failed/{id}", local(one_failed))
     app.router.add_post("/api/failed/replay", action_handler("replay"))
     app.router.add_post("/api/failed/forget", action_handler("forget"))
-    app.router.add_get("/api/actions", list_actions)
+    app.router.add_get("/api/actions", local(list_actions))
 
     async def close(app: web.Application) -> None:
         run = app[CONSOLE].running

@@ -333,7 +333,7 @@ def record_action(kafka: KafkaSettings, topics: Topics, action: dict[str, Any],
     its key, which a later call passes to record how the same action ended."""
     at = datetime.now(UTC).isoformat(timespec="milliseconds")
     key = key or f"{ACTION_KEY_PREFIX}{at}:{uuid_mod.uuid4().hex[:8]}"
-    body = {**action, "type": "action", "at": at}
+    body = {**action, "type": "action", "key": key, "at": at}
     with EventProducer(kafka) as p:
         p.send(topics.dead_letter_state, key.encode(), json.dumps(body).encode())
     return key

@@ -59,7 +59,7 @@ class FakeBackend:
     def record(self, action: dict[str, Any], key: str | None) -> str:
         key = key or f"action:{len(self.state):04d}"
         at = action.get("finished_at") or action["started_at"]
-        self.state[key] = {**action, "type": "action", "at": at}
+        self.state[key] = {**action, "type": "action", "key": key, "at": at}
         return key
 
     def close(self) -> None:
@@ -274,3 +274,30 @@ async def test_one_action_at_a_time(make: Make) -> None:
         "ids": ["id0001"], "confirm": {"count": 1, "selection": dry["selection"]}})
     assert r.status == 409 and "another action is running: replay of 5" in (await r.json())["error"]
     assert backend.forgotten == []
+
+
+async def test_a_loopback_service_without_token_answers_only_loopback_names(make: Make) -> None:
+    # DNS rebinding: evil.example resolves to 127.0.0.1; its page is same-origin to itself.
+    c = await make(FakeBackend([entry(1)]))
+    h = await csrf(c)
+    rebound = {"Host": f"evil.example:{c.port}", "Origin": f"http://evil.example:{c.port}"}
+    r = await c.get("/api/session", headers=rebound)
+    assert r.status == 403 and "evil.example" in (await r.json())["error"]
+    assert (await c.get("/api/failed", headers=rebound)).status == 403
+    r = await c.post("/api/failed/forget", json={"ids": ["id0001"], "dry_run": True},
+                     headers={**h, **rebound})
+    assert r.status == 403
+    assert (await c.get("/api/failed", headers={"Host": f"localhost:{c.port}"})).status == 200
+    # a service with a token, or bound beyond loopback, has chosen whom it trusts
+    c2 = await make(FakeBackend([entry(1)]), make_settings(token="t0k"))
+    r = await c2.get("/api/failed", headers={"Host": "status.example", "Authorization": "Bearer t0k"})
+    assert r.status == 200
+
+
+async def test_an_action_left_running_by_a_stopped_service_shows_unfinished(make: Make) -> None:
+    backend = FakeBackend([entry(1)])
+    backend.state["action:old"] = {"type": "action", "key": "action:old", "action": "replay", "count": 9,
+                                   "state": "running", "at": "2026-12-01T09:00", "by": "anonymous"}
+    c = await make(backend)
+    [a] = (await (await c.get("/api/actions")).json())["actions"]
+    assert a["state"] == "unfinished"
