@@ -131,7 +131,7 @@ class ActionRequest(BaseModel):
     ids: list[str] | None = None
     dry_run: StrictBool = False
     confirm: Confirm | None = None
-    rate: float | None = Field(None, gt=0, le=1000)
+    rate: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False)
 
 
 @dataclass

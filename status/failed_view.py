@@ -59,8 +59,11 @@ def parse_since(value: str, now: datetime) -> datetime:
     """``2026-11-28T10:00`` (UTC unless it says) or a duration back from ``now``: 30m, 2h, 7d."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     v = value.strip()
-    if v and v[-1] in units and v[:-1].isdigit() and len(v) < 12:
-        return now - timedelta(seconds=int(v[:-1]) * units[v[-1]])
+    if v and v[-1] in units and v[:-1].isdigit():
+        try:
+            return now - timedelta(seconds=int(v[:-1]) * units[v[-1]])
+        except OverflowError:
+            raise BadQuery(f"since={value[:40]!r}: further back than any date") from None
     try:
         dt = datetime.fromisoformat(v)
     except ValueError:
@@ -117,6 +120,8 @@ def _flag(name: str, value: object) -> bool | None:
         return None
     if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
         return True
     if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):

@@ -186,6 +186,10 @@ async def test_forget_by_id_and_unknown_ids(make: Make) -> None:
     ({"ids": ["id0001"], "dry_run": True, "extra": 1}, "extra"),
     ({"filter": {"since": "later"}, "dry_run": True}, "since="),
     ({"filter": {"topic": 3}, "dry_run": True}, "topic"),
+    ({"filter": {"since": "99999999999999d"}, "dry_run": True}, "further back than any date"),
+    ({"filter": {"poison": 2}, "dry_run": True}, "poison"),
+    ({"ids": ["id0001"], "dry_run": True, "rate": float("nan")}, "rate"),
+    ({"ids": [7], "dry_run": True}, "ids"),
 ])
 async def test_bad_action_bodies_are_400(make: Make, body: dict[str, Any], message: str) -> None:
     c = await make(FakeBackend([entry(1)]))

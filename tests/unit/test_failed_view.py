@@ -107,6 +107,7 @@ def test_filters_topic_error_since_uuid_poison() -> None:
     assert ids(uuid=u.upper()) == ["id0002"]  # the canonical form, as keys are written
     assert ids(poison="1") == ["id0003"]
     assert ids(poison="0") == ["id0001", "id0002", "id0004"]
+    assert fv.parse_filter({"poison": 1}, TOPICS, NOW).poison is True  # as JSON sends it
     assert ids(topic="preview", poison="1", since="1h") == ["id0003"]
 
 
