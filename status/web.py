@@ -7,6 +7,7 @@ lookup of one upload. Everything it serves comes from this package (no CDN).
     GET /readyz           200 if the last round reached Kafka, else 503
     GET /metrics          Prometheus text
     GET /lookup/{uuid}    that upload's attempts (traces store) and dead letters
+    GET /failed           the failed-jobs page and its /api/* (status/console.py)
 
 With ``status.token`` set, everything but /healthz, /readyz, the page's own static files
 and (while ``metrics_public``) /metrics needs ``Authorization: Bearer <token>``; the
@@ -32,7 +33,7 @@ from aiohttp import web
 
 from streams.settings import Settings
 
-from . import metrics
+from . import console, metrics
 from .service import StatusService
 
 log = logging.getLogger("status.web")
@@ -40,7 +41,7 @@ STATIC = Path(__file__).parent / "static"
 SERVICE: web.AppKey[StatusService] = web.AppKey("service", StatusService)
 LOOKUPS: web.AppKey[ThreadPoolExecutor] = web.AppKey("lookups", ThreadPoolExecutor)
 LOOKUP_CACHE: web.AppKey[LookupCache] = web.AppKey("lookup_cache")
-OPEN_PATHS = ("/healthz", "/readyz", "/", "/favicon.ico")
+OPEN_PATHS = ("/healthz", "/readyz", "/", "/failed", "/favicon.ico")
 
 
 class LookupCache:
@@ -201,7 +202,8 @@ async def _dead_letters(svc: StatusService, uuid: str) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings, service: StatusService | None = None, *, sample: bool = True
+    settings: Settings, service: StatusService | None = None, *, sample: bool = True,
+    failed_backend: console.Backend | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[auth_middleware(settings)])
     app[SERVICE] = service or StatusService(settings)
@@ -213,6 +215,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/lookup/{uuid}", lookup)
+    console.setup(app, settings, failed_backend)
     app.router.add_static("/static/", STATIC, show_index=False)
 
     async def start_sampling(app: web.Application) -> None:

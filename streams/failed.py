@@ -72,9 +72,12 @@ class Filter:
     since: datetime | None = None
     uuid: str | None = None
     ids: tuple[str, ...] = ()
+    poison: bool | None = None  # True: only poison entries; False: none of them
 
     def match(self, e: DeadLetterEntry) -> bool:
         if self.ids and e.id not in self.ids:
+            return False
+        if self.poison is not None and e.poison != self.poison:
             return False
         if self.topics and e.source_topic not in self.topics and e.job.value not in self.topics:
             return False
@@ -162,14 +165,9 @@ class DeadLetters:
         by_id: dict[str, DeadLetterEntry] = {}
         names = {self.topics.dead_letter(j): j for j in Job}
         for m in read_all(self.kafka, names):
-            entry = _entry(m, names[m.topic()])
+            entry = entry_from_message(m, names[m.topic()])
             by_id[entry.id] = entry
-        resolved = self.resolved()
-        for e in by_id.values():
-            # It failed again after a replay: the input itself is bad; stop the loop here.
-            e.poison = e.replay_of is not None
-        keep = (e for e in by_id.values() if include_resolved or e.id not in resolved)
-        return sorted(keep, key=lambda e: (e.failed_at, e.id))
+        return open_entries(by_id, self.states(), include_resolved=include_resolved)
 
     def resolve(self, ids: Iterable[str], how: str, by: str = "cli") -> int:
         n = 0
@@ -308,6 +306,41 @@ class DeadLetters:
 
 RESOLVED = "resolved"
 REPLAYING = "replaying"
+# Operator actions (the status page's replay and forget) share the resolution topic under
+# keys of their own: no dead-letter id starts with it, and their bodies have no "status",
+# so neither ``resolved()`` nor the status service's failed count takes them for one.
+ACTION_KEY_PREFIX = "action:"
+
+
+def open_entries(
+    by_id: dict[str, DeadLetterEntry], states: dict[str, dict[str, Any]], *,
+    include_resolved: bool = False,
+) -> list[DeadLetterEntry]:
+    """The newest copy per id with its poison flag, unresolved ones unless asked, oldest first."""
+    for e in by_id.values():
+        # It failed again after a replay: the input itself is bad; stop the loop here.
+        e.poison = e.replay_of is not None
+    keep = (e for e in by_id.values()
+            if include_resolved or states.get(e.id, {}).get("status") != RESOLVED)
+    return sorted(keep, key=lambda e: (e.failed_at, e.id))
+
+
+def record_action(kafka: KafkaSettings, topics: Topics, action: dict[str, Any],
+                  key: str | None = None) -> str:
+    """Write an operator action (what, how many, by whom) to the resolution topic; returns
+    its key, which a later call passes to record how the same action ended."""
+    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    key = key or f"{ACTION_KEY_PREFIX}{at}:{uuid_mod.uuid4().hex[:8]}"
+    body = {**action, "type": "action", "key": key, "at": at}
+    with EventProducer(kafka) as p:
+        p.send(topics.dead_letter_state, key.encode(), json.dumps(body).encode())
+    return key
+
+
+def actions(states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recorded operator actions in ``states`` (as ``apply_state`` folds them), newest first."""
+    found = [v for k, v in states.items() if k.startswith(ACTION_KEY_PREFIX) and v.get("type") == "action"]
+    return sorted(found, key=lambda v: str(v.get("at", "")), reverse=True)
 
 
 def apply_state(state: dict[str, dict[str, Any]], m: Any) -> None:
@@ -392,7 +425,8 @@ _DLQ_ONLY = {dl.H_ID, dl.H_REASON, dl.H_ATTEMPTS, dl.H_WORKER, dl.H_FIRST_FAILUR
              dl.H_REPLAY_OF, retry.H_LAST_ERROR}
 
 
-def _entry(m: Any, job: Job) -> DeadLetterEntry:
+def entry_from_message(m: Any, job: Job) -> DeadLetterEntry:
+    """One dead-letter record as an entry (its id header, or one made from its coordinates)."""
     h = dl.headers_to_dict(m.headers())
     topic, partition, offset = m.topic(), m.partition(), m.offset()
     key = m.key()
