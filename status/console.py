@@ -10,6 +10,8 @@ history of those actions, kept on the resolution topic.
                                 {..., "confirm": {"count": n, "selection": "..."}, "rate": r}
     POST /api/failed/forget     the same two steps; resolves without replay
     GET  /api/actions           the recorded actions, newest first, and the one running
+    POST /api/topics/pause      {"topic": "ingest-preview", "reason": "..."}: hold a job topic
+                                back on every worker (``pause TOPIC``); /continue lets it run
 
 Replay and forget run ``DeadLetters.replay`` and ``DeadLetters.resolve``, the code behind the
 CLI's ``replay`` and ``forget``. POSTs must come from this service's own page: the Origin
@@ -39,6 +41,7 @@ from aiohttp import web
 from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from streams import pauses
 from streams.failed import (
     DeadLetterEntry,
     DeadLetters,
@@ -82,6 +85,8 @@ class Backend(Protocol):
 
     def record(self, action: dict[str, Any], key: str | None) -> str: ...
 
+    def pause(self, topics: list[str], paused: bool, by: str, reason: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -114,11 +119,20 @@ class KafkaBackend:
     def record(self, action: dict[str, Any], key: str | None) -> str:
         return record_action(self.kafka, self.topics, action, key=key)
 
+    def pause(self, topics: list[str], paused: bool, by: str, reason: str) -> None:
+        pauses.publish(self.kafka, self.topics.pauses, topics, paused=paused, by=by, reason=reason)
+
     def close(self) -> None:
         self.index.close()
 
 
 # -- requests ---------------------------------------------------------------------------------
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    topic: str = Field(min_length=1, max_length=200)
+    reason: str = Field("", max_length=500)
+
+
 class Confirm(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=0)
@@ -414,6 +428,37 @@ def action_handler(action: str) -> Callable[[web.Request], Awaitable[web.StreamR
     return guarded(handle)
 
 
+def pause_handler(paused: bool) -> Handler:
+    """Pause or continue a job topic on every worker: the code behind ``pause``/``continue``,
+    recorded in the action history like a replay."""
+    verb = "pause" if paused else "continue"
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        console = request.app[CONSOLE]
+        try:
+            req = PauseRequest.model_validate(await request.json())
+            jobs = console.topics.parse_jobs([req.topic])
+        except ValueError as exc:  # JSON, pydantic and unknown topic names alike
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            return _error(f"bad request body: {detail}", 400)
+        topics = [console.topics.job(j) for j in jobs]
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        action = {"action": verb, "topics": topics, "reason": req.reason, "by": console.by,
+                  "count": len(topics), "started_at": now, "finished_at": now, "state": "done"}
+
+        def act() -> None:
+            console.backend.pause(topics, paused, console.by, req.reason)
+            console.backend.record(action, None)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(console.acts, act)
+        except KAFKA_ERRORS as exc:
+            return _unavailable(exc)
+        return _json({"paused": paused, "topics": topics})
+
+    return guarded(handle)
+
+
 async def start(console: Console, sel: Selection, rate: float | None) -> web.Response:
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     body: dict[str, Any] = {"action": sel.action, "count": len(sel.chosen), "by": console.by,
@@ -469,6 +514,8 @@ def setup(app: web.Application, settings: Settings, backend: Backend | None = No
     app.router.add_post("/api/failed/replay", action_handler("replay"))
     app.router.add_post("/api/failed/forget", action_handler("forget"))
     app.router.add_get("/api/actions", local(list_actions))
+    app.router.add_post("/api/topics/pause", pause_handler(True))
+    app.router.add_post("/api/topics/continue", pause_handler(False))
 
     async def close(app: web.Application) -> None:
         run = app[CONSOLE].running

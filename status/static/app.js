@@ -80,6 +80,17 @@ function render(s) {
     }
     parts.append(box);
     tr.append(parts);
+    const op = el("td", null, "operator");
+    if (t.kind === "job") {
+      const paused = Boolean(t.paused_by_operator);
+      const b = el("button", paused ? "Continue" : "Pause", "pause-toggle");
+      b.type = "button";
+      b.dataset.action = paused ? "continue" : "pause";
+      b.addEventListener("click", () => togglePause(name, b.dataset.action, b));
+      op.append(b);
+      if (paused) op.append(el("div", t.paused_by_operator, "paused-note"));
+    }
+    tr.append(op);
     body.append(tr);
   }
 
@@ -114,6 +125,33 @@ function render(s) {
 
   renderWorkers(s.workers || []);
   renderLatency(s.preview_latency);
+}
+
+let csrf = null;
+
+async function post(path, body) {
+  if (!csrf) csrf = (await (await api("/api/session")).json()).csrf;
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = { "Content-Type": "application/json", "X-CSRF-Token": csrf };
+  if (token) headers.Authorization = "Bearer " + token;
+  const r = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), cache: "no-store" });
+  const data = await r.json().catch(() => ({}));
+  if (r.status === 403) csrf = null;  // a new session next time
+  return { ok: r.ok, status: r.status, data };
+}
+
+async function togglePause(topic, action, button) {
+  button.disabled = true;
+  $("pause-msg").textContent = `${action} ${topic}…`;
+  try {
+    const r = await post(`/api/topics/${action}`, { topic });
+    $("pause-msg").textContent = r.ok
+      ? `${action === "pause" ? "paused" : "continued"} ${r.data.topics.join(", ")}`
+      : (r.data.error || `HTTP ${r.status}`);
+  } catch (err) {
+    $("pause-msg").textContent = err.message;
+  }
+  await refresh(true);
 }
 
 function renderWorkers(workers) {

@@ -29,6 +29,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = ROOT / "artifacts" / "status-dashboard.png"
 SCREENSHOT_WORKERS = ROOT / "artifacts" / "status-dashboard-workers.png"
+SCREENSHOT_OPERATOR = ROOT / "artifacts" / "status-dashboard-operator.png"
 COLORS = {  # the badges' background colors (app.css)
     "processing": "rgb(30, 142, 62)", "idle": "rgb(26, 115, 232)", "stalled": "rgb(217, 48, 37)",
     "pending": "rgb(249, 171, 0)", "unknown": "rgb(128, 134, 139)",
@@ -205,3 +206,56 @@ def test_dashboard_asks_for_its_token_and_shows_workers_jobs_and_latency(
         SCREENSHOT_WORKERS.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT_WORKERS), full_page=True)
         assert errors == []
+
+
+def test_operator_pauses_a_topic_from_the_page_and_sees_two_workers_at_work(
+    make_settings, topics: Topics, start_worker, browser, tmp_path: Path
+) -> None:
+    settings: Settings = make_settings(
+        status={"sample_interval_s": 0.5, "stall_threshold_s": 4},
+        worker={"timeout_s": 60, "concurrency": 1, "heartbeat_s": 1},
+        imaging={"exiftool_timeout_s": 60},
+    )
+    preview = topics.job(Job.PREVIEW)
+    slow = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        slow.append(slow_exiftool(tmp_path / name, delay_s=12))
+    workers = [start_worker(settings, "--topics", "ingest-preview", env=env) for env, _ in slow]
+    st = LocalStorage(settings.storage.root)
+    with _serve(settings, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1200, "height": 1500})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/?every=1")
+        page.wait_for_function(
+            "document.querySelectorAll(\"#workers tr[data-state='running']\").length === 2", timeout=60_000)
+        # Pause from the page: uploads wait, and status says why.
+        row = page.locator(f"#topics tr[data-topic='{preview}']")
+        row.locator("button.pause-toggle").click()
+        page.wait_for_function("document.getElementById('pause-msg').textContent.startsWith('paused ')",
+                               timeout=20_000)
+        row.locator("button[data-action='continue']").wait_for(timeout=20_000)
+        files = [make_jpeg(tmp_path / "in" / f"w{i}.jpg", (700 + i, 500)) for i in range(6)]
+        res = cli(settings, "upload", *map(str, files))
+        assert res.exit_code == 0, res.output
+        uploaded = [line.split()[0] for line in res.output.splitlines()]
+        page.wait_for_function(
+            "[...document.querySelectorAll('#reasons li')]"
+            ".some(li => li.textContent.includes('paused by operator'))", timeout=30_000)
+        assert "paused by operator" in row.inner_text()
+        assert not any(st.preview_path(u).exists() for u in uploaded), "a paused topic ran a job"
+        assert page.locator("#reasons .pill.stalled").count() == 0
+
+        for _, flag in slow:
+            flag.touch()  # each worker's next job takes 12 s: both busy at once
+        row.locator("button[data-action='continue']").click()
+        page.wait_for_function(
+            "[...document.querySelectorAll('#workers tr[data-state=\"running\"]')]"
+            ".filter(tr => tr.querySelector('.in-flight')).length === 2", timeout=40_000)
+        SCREENSHOT_OPERATOR.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_OPERATOR), full_page=True)
+        wait_until(lambda: all(st.preview_path(u).exists() for u in uploaded), 120, "the previews")
+        assert errors == []
+    for w in workers:
+        assert w.proc.poll() is None, w.output()[-2000:]

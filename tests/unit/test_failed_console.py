@@ -27,6 +27,7 @@ class FakeBackend:
         self.forgotten: list[tuple[list[str], str]] = []
         self.refreshes = 0
         self.fail: str | None = None
+        self.paused: list[tuple[list[str], bool, str, str]] = []
 
     def refresh(self, max_age_s: float) -> None:
         self.refreshes += 1
@@ -61,6 +62,11 @@ class FakeBackend:
         at = action.get("finished_at") or action["started_at"]
         self.state[key] = {**action, "type": "action", "key": key, "at": at}
         return key
+
+    def pause(self, topics: list[str], paused: bool, by: str, reason: str) -> None:
+        if self.fail:
+            raise KafkaUnavailable(self.fail)
+        self.paused.append((topics, paused, by, reason))
 
     def close(self) -> None:
         pass
@@ -305,3 +311,28 @@ async def test_an_action_left_running_by_a_stopped_service_shows_unfinished(make
     c = await make(backend)
     [a] = (await (await c.get("/api/actions")).json())["actions"]
     assert a["state"] == "unfinished"
+
+
+async def test_pause_and_continue_from_the_page_are_guarded_and_recorded(make: Make) -> None:
+    backend = FakeBackend([])
+    c = await make(backend)
+    h = await csrf(c)
+    body = {"topic": "ingest-preview", "reason": "storage maintenance"}
+    evil = await c.post("/api/topics/pause", json=body, headers={**h, "Origin": "http://evil.example"})
+    assert evil.status == 403 and backend.paused == []
+    no_csrf = await c.post("/api/topics/pause", json=body, headers={"Origin": origin(c)})
+    assert no_csrf.status == 403 and backend.paused == []
+    bad = await c.post("/api/topics/pause", json={"topic": "nope"}, headers=h)
+    assert bad.status == 400 and "nope" in (await bad.json())["error"]
+    extra = await c.post("/api/topics/pause", json={**body, "all": True}, headers=h)
+    assert extra.status == 400
+    ok = await c.post("/api/topics/pause", json=body, headers=h)
+    assert ok.status == 200 and (await ok.json())["topics"] == ["u-ingest-preview"]
+    assert backend.paused == [(["u-ingest-preview"], True, "anonymous", "storage maintenance")]
+    go = await c.post("/api/topics/continue", json={"topic": "preview"}, headers=h)
+    assert go.status == 200 and backend.paused[-1][:2] == (["u-ingest-preview"], False)
+    history = (await (await c.get("/api/actions")).json())["actions"]
+    assert {a["action"] for a in history} >= {"pause", "continue"}
+    backend.fail = "broker gone"
+    down = await c.post("/api/topics/pause", json=body, headers=h)
+    assert down.status == 503
