@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -101,6 +101,12 @@ class StatusSettings(_Group):
     # metrics_public); none: the service trusts its network (it binds to loopback).
     token: SecretStr | None = None
     metrics_public: bool = True
+
+    @field_validator("token")
+    @classmethod
+    def _empty_token_is_none(cls, v: SecretStr | None) -> SecretStr | None:
+        # compose passes ${STATUS_TOKEN:-}: an empty token is no token, not the empty one
+        return v if v is not None and v.get_secret_value() else None
 
 
 class WorkerSettings(_Group):
