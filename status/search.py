@@ -385,6 +385,8 @@ class Searcher:
                   "took_s": round(time.monotonic() - started, 3),
                   "limits": {"per_partition": self.per_partition, "total": self.total,
                              "deadline_s": self.deadline_s, "hits_per_source": MAX_HITS}}
+        if any(src.get("error") for name, src in sources.items() if name != "traces"):
+            return answer  # Kafka failed a source: asking again soon should ask Kafka again
         self._cache[q.key] = (time.monotonic(), answer)
         self._cache.move_to_end(q.key)
         while len(self._cache) > self.size:

@@ -324,3 +324,17 @@ async def test_api_search_400s_and_the_token(client: Client) -> None:
     assert (await c.get("/api/search", params={"field": "owner", "q": "o"}, headers=auth)).status == 200
     page = await c.get("/search")  # the page asks for the token itself
     assert page.status == 200 and "search.js" in await page.text()
+
+
+async def test_kafka_down_is_said_and_not_kept_in_the_cache(client: Client) -> None:
+    s = make_settings()
+    backend = FakeBackend([])
+    backend.fail = "no broker answered"
+    c = await client(s, backend, searcher(s, {}))
+    c.server.app[web.SERVICE].probe.fail = "no answer from 127.0.0.1:1"  # type: ignore[attr-defined]
+    for _ in range(2):
+        body = await (await c.get("/api/search", params={"field": "owner", "q": "o"})).json()
+        assert body["cached"] is False and body["partial"] is True
+        assert body["sources"]["pending"]["error"] == "no answer from 127.0.0.1:1"
+        assert "no broker answered" in body["sources"]["dead_letters"]["note"]
+    assert c.server.app[search.SEARCHER].searches == 2
