@@ -106,3 +106,18 @@ async def test_pending_upload_found_by_owner_and_file_name_without_a_worker(
             assert len([h for h in capped["hits"] if h["state"] == "pending"]) == 1
     finally:
         await server.close()
+
+
+def test_cli_search_prints_where_the_pending_upload_is(make_settings, topics: Topics, tmp_path: Path) -> None:
+    settings: Settings = make_settings()
+    wanted = _upload(settings, tmp_path, "Harbour_3.jpg", "owner-C")
+    res = cli(settings, "search", "owner", "owner-C")
+    assert res.exit_code == 0, res.output
+    part = partition_for(wanted.encode(), settings.kafka.partitions)
+    lines = [line for line in res.stdout.splitlines() if line.startswith("pending")]
+    assert lines == [f"{'pending':<12} {wanted}  {topics.job(Job.PREVIEW)}/{part}@0  upload.received"]
+    assert "1 hit(s); read 1 of 1 pending records" in res.stderr
+    nothing = cli(settings, "search", "filename", "no-such-file")
+    assert nothing.exit_code == 1 and "0 hit(s); read 1 of 1 pending records" in nothing.stderr
+    bad = cli(settings, "search", "uuid", "nope")
+    assert bad.exit_code == 2 and "is not a UUID" in bad.output
