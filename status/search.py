@@ -308,7 +308,8 @@ def dead_letter_hits(entries: Iterable[DeadLetterEntry], states: Mapping[str, di
             status = states.get(e.id, {}).get("status") or "open"
             hits.append({"state": "dead letter", "uuid": e.uuid, "id": e.id, "resolution": status,
                          "topic": e.dlq_topic, "partition": e.dlq_partition, "offset": e.dlq_offset,
-                         "source": f"{e.source_topic}/{e.source_partition}@{e.source_offset}",
+                         "source": f"{e.source_topic}/{e.source_partition}@{e.source_offset}"
+                         if e.source_topic else None,  # a dead letter without its origin headers
                          "error_class": e.error_class.rsplit(".", 1)[-1], "failed_at": e.failed_at,
                          "link": f"/failed#id={e.id}"})
     note = None

@@ -56,7 +56,7 @@ function sourceLine(name, s) {
 
 function what(h) {
   if (h.state === "pending") return [h.type, when(h.timestamp)].filter(Boolean).join(", ");
-  if (h.state === "dead letter") return `${h.error_class}, ${h.resolution}, from ${h.source}`;
+  if (h.state === "dead letter") return `${h.error_class}, ${h.resolution}` + (h.source ? `, from ${h.source}` : "");
   return [h.job, h.method, h.success ? "ok" : (h.failure_reason || "failed"), when(h.timestamp)]
     .filter(Boolean).join(", ");
 }

@@ -229,6 +229,7 @@ def test_dead_letters_match_on_their_record_and_link_to_their_detail() -> None:
     assert [h["id"] for h in got["hits"]] == ["id0000", "id0003", "id0006"]
     assert got["hits"][1]["resolution"] == "resolved" and got["hits"][0]["resolution"] == "open"
     assert got["hits"][0]["link"] == "/failed#id=id0000"
+    assert got["hits"][0]["source"] == f"{es[0].source_topic}/0@0"
     assert (got["scanned"], got["total"], got["complete"]) == (10, 10, True)
     capped = search.dead_letter_hits(es, {}, Query("filename", "img_"), limit=4)
     assert len(capped["hits"]) == 4 and capped["complete"] is False
