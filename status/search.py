@@ -175,6 +175,7 @@ class PendingResult:
     late: bool = False
     error: str | None = None
     as_of: str | None = None
+    caps: tuple[int, int] = (PER_PARTITION, TOTAL)  # what the note names
 
     @property
     def complete(self) -> bool:
@@ -188,7 +189,7 @@ class PendingResult:
             note = f"partial: the deadline came after {self.read} of {self.waiting} waiting records"
         elif self.read < self.waiting:
             note = (f"partial: read the oldest {self.read} of {self.waiting} waiting records "
-                    f"(at most {PER_PARTITION} per partition, {TOTAL} in all)")
+                    f"(at most {self.caps[0]} per partition, {self.caps[1]} in all)")
         elif len(self.hits) >= MAX_HITS:
             note = f"the first {MAX_HITS} hits shown"
         return {"read": self.read, "waiting": self.waiting, "partitions": self.partitions,
@@ -226,8 +227,8 @@ class PendingReader:
         if not todo:
             return
         c = self._consumer()
-        c.assign([TopicPartition(w.topic, w.partition, w.start) for w in planned])
         try:
+            c.assign([TopicPartition(w.topic, w.partition, w.start) for w in planned])
             while todo:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -395,7 +396,7 @@ class Searcher:
         return answer
 
     async def _pending(self, q: Query, svc: StatusService) -> PendingResult:
-        out = PendingResult()
+        out = PendingResult(caps=(self.per_partition, self.total))
         report = await svc.report()
         out.as_of = report.checked_at.isoformat()
         if not report.kafka.reachable:

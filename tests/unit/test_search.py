@@ -146,7 +146,7 @@ class Rec:
 class FakeConsumer:
     """Hands out each assigned partition's records from its assigned offset, two at a time."""
 
-    def __init__(self, logs: dict[tuple[str, int], list[bytes]], fail: bool = False) -> None:
+    def __init__(self, logs: dict[tuple[str, int], list[bytes]], fail: bool | str = False) -> None:
         self.logs = logs
         self.pos: dict[tuple[str, int], int] = {}
         self.handed = 0
@@ -155,6 +155,8 @@ class FakeConsumer:
         self.resumed = 0
 
     def assign(self, tps: list[TopicPartition]) -> None:
+        if self.fail == "assign":
+            raise KafkaException("unknown partition")
         self.pos = {(tp.topic, tp.partition): tp.offset for tp in tps}
 
     def pause(self, tps: list[TopicPartition]) -> None:
@@ -169,7 +171,7 @@ class FakeConsumer:
         self.pos = {}
 
     def consume(self, n: int, timeout: float) -> list[Rec]:
-        if self.fail:
+        if self.fail is True:
             raise KafkaException("broker went away")
         out: list[Rec] = []
         for tp, at in self.pos.items():
@@ -214,11 +216,12 @@ def test_a_past_deadline_is_partial_and_says_so() -> None:
     assert out.answer()["note"] == "partial: the deadline came after 0 of 10 waiting records"
 
 
-def test_a_kafka_error_is_reported_not_raised() -> None:
+@pytest.mark.parametrize("fail, says", [(True, "broker went away"), ("assign", "unknown partition")])
+def test_a_kafka_error_is_reported_not_raised(fail: bool | str, says: str) -> None:
     out = PendingResult(waiting=3)
-    reader(FakeConsumer({}, fail=True)).read([Window("t", 0, 0, 3)], Query("owner", "x"),
+    reader(FakeConsumer({}, fail=fail)).read([Window("t", 0, 0, 3)], Query("owner", "x"),
                                              time.monotonic() + 60, out)
-    assert out.error is not None and "broker went away" in out.error
+    assert out.error is not None and says in out.error
     assert out.answer()["complete"] is False
 
 
@@ -284,7 +287,9 @@ async def test_api_search_across_the_three_sources(client: Client) -> None:
     pending = body["sources"]["pending"]
     # 6 waiting on preview/0 and 2 on ingest/0; at most 3 per partition read
     assert (pending["read"], pending["waiting"], pending["complete"]) == (5, 8, False)
-    assert body["partial"] is True and "partial: read the oldest 5 of 8" in pending["note"]
+    assert body["partial"] is True
+    assert pending["note"] == ("partial: read the oldest 5 of 8 waiting records "
+                               "(at most 3 per partition, 100 in all)")  # this searcher's caps
     assert body["sources"]["traces"]["searched"] is False
     assert body["cached"] is False
     assert "Wedding" not in json.dumps(body["hits"])  # where it is, not what it says
