@@ -344,3 +344,19 @@ async def test_kafka_down_is_said_and_not_kept_in_the_cache(client: Client) -> N
         assert body["sources"]["pending"]["error"] == "no answer from 127.0.0.1:1"
         assert "no broker answered" in body["sources"]["dead_letters"]["note"]
     assert c.server.app[search.SEARCHER].searches == 2
+
+
+async def test_one_search_at_a_time_the_next_is_told_to_come_back(client: Client) -> None:
+    s = make_settings()
+    srch = searcher(s, {})
+    srch.deadline_s = 0.05  # how long a second search waits for the first
+    c = await client(s, FakeBackend([]), srch)
+    await srch.lock.acquire()  # a search is running
+    try:
+        r = await c.get("/api/search", params={"field": "owner", "q": "o"})
+        assert r.status == 429 and "another search is still running" in (await r.json())["error"]
+        assert srch.searches == 0
+    finally:
+        srch.lock.release()
+    assert (await c.get("/api/search", params={"field": "owner", "q": "o"})).status == 200
+    assert srch.searches == 1
