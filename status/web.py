@@ -8,6 +8,7 @@ lookup of one upload. Everything it serves comes from this package (no CDN).
     GET /metrics          Prometheus text
     GET /lookup/{uuid}    that upload's attempts (traces store) and dead letters
     GET /failed           the failed-jobs page and its /api/* (status/console.py)
+    GET /search           search pending events, dead letters and traces (status/search.py)
 
 With ``status.token`` set, everything but /healthz, /readyz, the page's own static files
 and (while ``metrics_public``) /metrics needs ``Authorization: Bearer <token>``; the
@@ -33,7 +34,7 @@ from aiohttp import web
 
 from streams.settings import Settings
 
-from . import console, metrics
+from . import console, metrics, search
 from .service import StatusService
 
 log = logging.getLogger("status.web")
@@ -41,7 +42,7 @@ STATIC = Path(__file__).parent / "static"
 SERVICE: web.AppKey[StatusService] = web.AppKey("service", StatusService)
 LOOKUPS: web.AppKey[ThreadPoolExecutor] = web.AppKey("lookups", ThreadPoolExecutor)
 LOOKUP_CACHE: web.AppKey[LookupCache] = web.AppKey("lookup_cache")
-OPEN_PATHS = ("/healthz", "/readyz", "/", "/failed", "/favicon.ico")
+OPEN_PATHS = ("/healthz", "/readyz", "/", "/failed", "/search", "/favicon.ico")
 
 
 class LookupCache:
@@ -203,7 +204,7 @@ async def _dead_letters(svc: StatusService, uuid: str) -> dict[str, Any]:
 
 def create_app(
     settings: Settings, service: StatusService | None = None, *, sample: bool = True,
-    failed_backend: console.Backend | None = None,
+    failed_backend: console.Backend | None = None, searcher: search.Searcher | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[auth_middleware(settings)])
     app[SERVICE] = service or StatusService(settings)
@@ -216,6 +217,7 @@ def create_app(
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/lookup/{uuid}", lookup)
     console.setup(app, settings, failed_backend)
+    search.setup(app, settings, SERVICE, searcher)
     app.router.add_static("/static/", STATIC, show_index=False)
 
     async def start_sampling(app: web.Application) -> None:

@@ -396,3 +396,4 @@ for _cmd in (failed, replay, forget, flush, clear):
     main.add_command(_cmd)
 from .cli_process import process; main.add_command(process)  # noqa: E402, E702, I001
 from .cli_status import status; main.add_command(status)  # noqa: E402, E702, I001
+from .cli_search import search; main.add_command(search)  # noqa: E402, E702, I001

@@ -265,5 +265,7 @@ $("token-form").addEventListener("submit", async (ev) => {
 });
 
 const every = Math.max(0.5, Number(new URLSearchParams(location.search).get("every")) || 5);
-session().catch(() => {}).finally(refreshAll);
+// /failed#id=<id> (the search page links dead letters so) opens that one's detail.
+const linked = new URLSearchParams(location.hash.slice(1)).get("id");
+session().catch(() => {}).finally(() => { refreshAll(); if (linked) detail(linked).catch(() => {}); });
 setInterval(refreshAll, every * 1000);

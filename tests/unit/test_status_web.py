@@ -299,7 +299,7 @@ async def test_dashboard_is_served_by_the_service_itself(client: ClientFactory) 
     c = await client(s, FakeProbe(s))
     page = await (await c.get("/")).text()
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sorted(assets) == ["/failed", "/static/app.css", "/static/app.js"]  # the nav link, then assets
+    assert sorted(assets) == ["/failed", "/search", "/static/app.css", "/static/app.js"]  # links, assets
     for a in assets:
         assert (await c.get(a)).status == 200
     for f in Path(web.STATIC).iterdir():
