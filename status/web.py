@@ -8,6 +8,7 @@ lookup of one upload. Everything it serves comes from this package (no CDN).
     GET /metrics          Prometheus text
     GET /lookup/{uuid}    that upload's attempts (traces store) and dead letters
     GET /failed           the failed-jobs page and its /api/* (status/console.py)
+    GET /charts           charts of the trace store and /api/trace-metrics (status/trace_metrics.py)
 
 With ``status.token`` set, everything but /healthz, /readyz, the page's own static files
 and (while ``metrics_public``) /metrics needs ``Authorization: Bearer <token>``; the
@@ -33,7 +34,7 @@ from aiohttp import web
 
 from streams.settings import Settings
 
-from . import console, metrics
+from . import console, metrics, trace_metrics
 from .service import StatusService
 
 log = logging.getLogger("status.web")
@@ -41,7 +42,7 @@ STATIC = Path(__file__).parent / "static"
 SERVICE: web.AppKey[StatusService] = web.AppKey("service", StatusService)
 LOOKUPS: web.AppKey[ThreadPoolExecutor] = web.AppKey("lookups", ThreadPoolExecutor)
 LOOKUP_CACHE: web.AppKey[LookupCache] = web.AppKey("lookup_cache")
-OPEN_PATHS = ("/healthz", "/readyz", "/", "/failed", "/favicon.ico")
+OPEN_PATHS = ("/healthz", "/readyz", "/", "/failed", "/charts", "/favicon.ico")
 
 
 class LookupCache:
@@ -216,6 +217,7 @@ def create_app(
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/lookup/{uuid}", lookup)
     console.setup(app, settings, failed_backend)
+    trace_metrics.setup(app, settings)
     app.router.add_static("/static/", STATIC, show_index=False)
 
     async def start_sampling(app: web.Application) -> None:
