@@ -100,7 +100,9 @@ function lineChart(chart, buckets, withDay) {
   for (let t = 0; t <= 4; t++) {
     const i = Math.round((t / 4) * n);
     root.append(svg("line", { x1: x(i), x2: x(i), y1: box.y + box.h, y2: box.y + box.h + 4, class: "axis" }));
-    root.append(svg("text", { x: x(i), y: box.y + box.h + 17, "text-anchor": "middle", class: "tick-label x" },
+    // the outer labels lean inwards so the plot's edges do not clip them
+    const anchor = t === 0 ? "start" : t === 4 ? "end" : "middle";
+    root.append(svg("text", { x: x(i), y: box.y + box.h + 17, "text-anchor": anchor, class: "tick-label x" },
       clock(buckets[i], withDay)));
   }
   root.append(svg("line", { x1: box.x, x2: box.x + box.w, y1: box.y + box.h, y2: box.y + box.h, class: "axis" }));
@@ -201,6 +203,7 @@ function showProblem(text) {
   p.textContent = text;
   p.hidden = false;
   $("charts").dataset.state = "unavailable";
+  $("generated-at").textContent = "not answering";
   $("charts").replaceChildren(el("p", "The charts come back when the trace store answers again; " +
     "the workers page and the failed-jobs page do not depend on it.", "note"));
 }
