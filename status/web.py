@@ -9,6 +9,7 @@ lookup of one upload. Everything it serves comes from this package (no CDN).
     GET /lookup/{uuid}    that upload's attempts (traces store) and dead letters
     GET /failed           the failed-jobs page and its /api/* (status/console.py)
     GET /search           search pending events, dead letters and traces (status/search.py)
+    GET /charts           charts of the trace store and /api/trace-metrics (status/trace_metrics.py)
 
 With ``status.token`` set, everything but /healthz, /readyz, the page's own static files
 and (while ``metrics_public``) /metrics needs ``Authorization: Bearer <token>``; the
@@ -34,7 +35,7 @@ from aiohttp import web
 
 from streams.settings import Settings
 
-from . import console, metrics, search
+from . import console, metrics, search, trace_metrics
 from .service import StatusService
 
 log = logging.getLogger("status.web")
@@ -42,7 +43,7 @@ STATIC = Path(__file__).parent / "static"
 SERVICE: web.AppKey[StatusService] = web.AppKey("service", StatusService)
 LOOKUPS: web.AppKey[ThreadPoolExecutor] = web.AppKey("lookups", ThreadPoolExecutor)
 LOOKUP_CACHE: web.AppKey[LookupCache] = web.AppKey("lookup_cache")
-OPEN_PATHS = ("/healthz", "/readyz", "/", "/failed", "/search", "/favicon.ico")
+OPEN_PATHS = ("/healthz", "/readyz", "/", "/failed", "/search", "/charts", "/favicon.ico")
 
 
 class LookupCache:
@@ -218,6 +219,7 @@ def create_app(
     app.router.add_get("/lookup/{uuid}", lookup)
     console.setup(app, settings, failed_backend)
     search.setup(app, settings, SERVICE, searcher)
+    trace_metrics.setup(app, settings)
     app.router.add_static("/static/", STATIC, show_index=False)
 
     async def start_sampling(app: web.Application) -> None:
