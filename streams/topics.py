@@ -256,21 +256,39 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
 
 
 def _await_leaders(admin: Any, names: list[str], timeout: float) -> None:
-    """Return once every partition of ``names`` has a leader: a topic created a moment ago
-    answers offset queries with NOT_LEADER_FOR_PARTITION until its leaders are elected, and
-    the first command after ``topics create`` (or a worker's start) should not see that."""
+    """Return once every partition of ``names`` answers an offset query: a topic created a
+    moment ago answers NOT_LEADER_FOR_PARTITION until its leaders are elected and loaded
+    (metadata may name a leader before it serves), and the first command after ``topics
+    create`` (or a worker's start) should not see that."""
+    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
+
+    latest: Any = _OffsetSpec.latest  # its factory methods carry no annotations
+
     deadline = time.monotonic() + timeout
+    waiting = set(names)
     while True:
-        md = admin.list_topics(timeout=max(0.1, deadline - time.monotonic()))
-        waiting = [n for n in names if (t := md.topics.get(n)) is None or t.error is not None
-                   or not t.partitions or any(p.leader < 0 or p.error is not None
-                                              for p in t.partitions.values())]
+        left = max(0.1, deadline - time.monotonic())
+        md = admin.list_topics(timeout=left)
+        tps = [TopicPartition(n, p) for n in sorted(waiting)
+               if (t := md.topics.get(n)) is not None and t.error is None for p in t.partitions]
+        ready = {n for n in waiting if (t := md.topics.get(n)) is not None and t.error is None
+                 and t.partitions and all(p.leader >= 0 for p in t.partitions.values())}
+        if tps:
+            futures = admin.list_offsets({tp: latest() for tp in tps},
+                                         request_timeout=left)
+            for tp, fut in futures.items():
+                try:
+                    fut.result(timeout=left)
+                except KafkaException:
+                    ready.discard(tp.topic)
+        waiting -= ready
         if not waiting:
             return
         if time.monotonic() >= deadline:
-            raise TopicMismatch(f"topics without a leader {timeout:g} s after creating them: "
+            raise TopicMismatch(f"topics not serving {timeout:g} s after creating them: "
                                 + ", ".join(sorted(waiting)[:5]))
-        time.sleep(0.1)
+        time.sleep(0.2)
 
 
 def _create(admin: Any, kafka: KafkaSettings, missing: list[TopicSpec], timeout: float) -> list[str]:
