@@ -156,7 +156,7 @@ def parse_ids(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-FILTER_FIELDS = ("topic", "error", "since", "uuid", "poison")
+FILTER_FIELDS = ("topic", "error", "since", "uuid", "poison", "owner", "gallery")
 
 
 def parse_filter(params: Mapping[str, object], topics: Topics, now: datetime) -> Filter:
@@ -175,6 +175,8 @@ def parse_filter(params: Mapping[str, object], topics: Topics, now: datetime) ->
         since=parse_since(since, now) if since else None,
         uuid=_uuid(params.get("uuid")),
         poison=_flag("poison", params.get("poison")),
+        owner=_text("owner", params.get("owner")),
+        gallery=_text("gallery", params.get("gallery")),
     )
 
 
@@ -190,7 +192,7 @@ def filter_json(f: Filter) -> dict[str, object]:
     """The filter as the page shows it back (what the selection was)."""
     return {"topic": list(f.topics), "error": f.error,
             "since": f.since.isoformat() if f.since else None, "uuid": f.uuid,
-            "poison": f.poison, "ids": list(f.ids)}
+            "poison": f.poison, "owner": f.owner, "gallery": f.gallery, "ids": list(f.ids)}
 
 
 # -- answering -------------------------------------------------------------------------------

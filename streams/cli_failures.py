@@ -43,6 +43,8 @@ def _load(ctx: Ctx, flt: Filter) -> list[DeadLetterEntry]:
 
 
 def _filter_options(f: click.decorators.FC) -> click.decorators.FC:
+    f = click.option("--gallery", default=None, help="Only this gallery id (the event's).")(f)
+    f = click.option("--owner", default=None, help="Only this owner id (the event's).")(f)
     f = click.option("--uuid", default=None, help="Only this image UUID.")(f)
     f = click.option("--since", default=None, help="Failed at or after: ISO time or 30m/2h/7d.")(f)
     f = click.option("--error", default=None, help="Substring of the error class or message.")(f)
@@ -65,14 +67,15 @@ def _table(entries: list[DeadLetterEntry]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @pass_ctx
 def failed(ctx: Ctx, topics: tuple[str, ...], error: str | None, since: str | None,
-           uuid: str | None, as_json: bool) -> None:
+           uuid: str | None, owner: str | None, gallery: str | None, as_json: bool) -> None:
     """List unresolved dead letters.
 
     Entries marked [poison] failed again after a replay; replay skips them without --force.
 
     Example: prophoto-ingest failed --topic ingest-preview --since 2h
     """
-    entries = _load(ctx, Filter(topics=topics, error=error, since=_since(since), uuid=uuid))
+    entries = _load(ctx, Filter(topics=topics, error=error, since=_since(since), uuid=uuid,
+                                owner=owner, gallery=gallery))
     if as_json:
         click.echo(json.dumps([e.summary() for e in entries], indent=2))
     elif entries:
@@ -90,8 +93,8 @@ def failed(ctx: Ctx, topics: tuple[str, ...], error: str | None, since: str | No
 @click.option("--force", is_flag=True, help="Also replay resolved and poison entries.")
 @pass_ctx
 def replay(ctx: Ctx, ids: tuple[str, ...], topics: tuple[str, ...], error: str | None,
-           since: str | None, uuid: str | None, dry_run: bool, limit: int | None,
-           rate: float | None, force: bool) -> None:
+           since: str | None, uuid: str | None, owner: str | None, gallery: str | None,
+           dry_run: bool, limit: int | None, rate: float | None, force: bool) -> None:
     """Send dead letters back to their source topic: IDS, 'all', or a filter.
 
     The record goes back with its key and value, its attempt count carried on and a
@@ -99,10 +102,12 @@ def replay(ctx: Ctx, ids: tuple[str, ...], topics: tuple[str, ...], error: str |
 
     Example: prophoto-ingest replay all --topic ingest-preview --rate 50
     """
-    if not ids and not (topics or error or since or uuid):
-        raise click.UsageError("name dead-letter IDs, 'all', or a filter (--topic/--error/--since/--uuid)")
+    if not ids and not (topics or error or since or uuid or owner or gallery):
+        raise click.UsageError("name dead-letter IDs, 'all', or a filter "
+                               "(--topic/--error/--since/--uuid/--owner/--gallery)")
     picked = tuple(i for i in ids if i != "all")
-    flt = Filter(topics=topics, error=error, since=_since(since), uuid=uuid, ids=picked)
+    flt = Filter(topics=topics, error=error, since=_since(since), uuid=uuid, ids=picked,
+                 owner=owner, gallery=gallery)
     store = _store(ctx)
     with _kafka_failures():
         entries = [e for e in store.entries(include_resolved=force) if flt.match(e)]
@@ -154,12 +159,13 @@ def forget(ctx: Ctx, ids: tuple[str, ...]) -> None:
 @_filter_options
 @pass_ctx
 def flush(ctx: Ctx, yes: bool, topics: tuple[str, ...], error: str | None, since: str | None,
-          uuid: str | None) -> None:
+          uuid: str | None, owner: str | None, gallery: str | None) -> None:
     """Resolve every unresolved dead letter (or those matching a filter) without replay.
 
     Example: prophoto-ingest flush --yes
     """
-    entries = _load(ctx, Filter(topics=topics, error=error, since=_since(since), uuid=uuid))
+    entries = _load(ctx, Filter(topics=topics, error=error, since=_since(since), uuid=uuid,
+                                owner=owner, gallery=gallery))
     if not entries:
         click.echo("nothing to flush")
         return

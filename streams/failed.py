@@ -73,6 +73,8 @@ class Filter:
     uuid: str | None = None
     ids: tuple[str, ...] = ()
     poison: bool | None = None  # True: only poison entries; False: none of them
+    owner: str | None = None  # the event's owner_id / gallery_id (whole ids)
+    gallery: str | None = None
 
     def match(self, e: DeadLetterEntry) -> bool:
         if self.ids and e.id not in self.ids:
@@ -85,7 +87,24 @@ class Filter:
             return False
         if self.uuid and e.uuid != self.uuid:
             return False
+        if (self.owner or self.gallery) and not self._owned(e):
+            return False
         return not (self.since and datetime.fromisoformat(e.failed_at) < self.since)
+
+    def _owned(self, e: DeadLetterEntry) -> bool:
+        """The event's own owner and gallery; a value that is not an event object matches
+        nothing (it is untrusted: no size or shape is assumed)."""
+        if not e.value or len(e.value) > 64 * 1024:
+            return False
+        try:
+            body = json.loads(e.value)
+        except ValueError:
+            return False
+        if not isinstance(body, dict):
+            return False
+        return all(want is None or (isinstance(got, str | int) and str(got) == want)
+                   for want, got in ((self.owner, body.get("owner_id")),
+                                     (self.gallery, body.get("gallery_id"))))
 
 
 def _consumer(kafka: KafkaSettings) -> Consumer:

@@ -57,7 +57,8 @@ function when(iso) {
 
 function filter() {
   const f = {};
-  for (const [key, id] of [["topic", "f-topic"], ["error", "f-error"], ["since", "f-since"], ["uuid", "f-uuid"]]) {
+  for (const [key, id] of [["topic", "f-topic"], ["error", "f-error"], ["since", "f-since"], ["uuid", "f-uuid"],
+                          ["owner", "f-owner"], ["gallery", "f-gallery"]]) {
     const v = $(id).value.trim();
     if (v) f[key] = v;
   }

@@ -127,7 +127,7 @@ def test_an_entry_with_an_unreadable_time_is_not_since_anything() -> None:
     ({"topic": "ingest-traces"}, "is not a job topic"),
     ({"poison": "maybe"}, "poison: use 1 or 0"),
     ({"error": "x" * 201}, "error: at most 200 characters"),
-    ({"owner": "o1"}, "unknown filter field(s): owner"),
+    ({"owner": "o1", "folder": "x"}, "unknown filter field(s): folder"),
 ])
 def test_bad_parameters_say_what_is_wrong(params: dict[str, str], message: str) -> None:
     with pytest.raises(fv.BadQuery, match=None) as exc:
@@ -203,3 +203,29 @@ def test_filter_poison_field_keeps_the_cli_filter_unchanged() -> None:
     e = entry(1, replay_of="id0000")
     e.poison = True
     assert Filter().match(e) and Filter(poison=True).match(e) and not Filter(poison=False).match(e)
+
+
+def test_filters_by_the_events_owner_and_gallery_and_trust_nothing_in_the_value() -> None:
+    def ev(owner: object, gallery: object) -> bytes:
+        return json.dumps({"uuid": "x", "owner_id": owner, "gallery_id": gallery}).encode()
+
+    by_id = {e.id: e for e in [
+        entry(1, value=ev("owner-7", "g-1")),
+        entry(2, value=ev("owner-7", "g-2")),
+        entry(3, value=ev(42, "g-1")),  # numbers are ids too
+        entry(4, value=b"not json"),
+        entry(5, value=b'["owner-7"]'),
+        entry(6, value=ev({"owner_id": "owner-7"}, None)),  # nested: not an id
+        entry(7, value=b'{"owner_id": "owner-7", "pad": "' + b"x" * 70_000 + b'"}'),  # too big
+    ]}
+    entries = open_entries(by_id, {})
+
+    def ids(**params: str) -> list[str]:
+        return sorted(r["id"] for r in fv.page_of(entries, q(**params))["items"])
+
+    assert ids(owner="owner-7") == ["id0001", "id0002"]
+    assert ids(owner="owner-7", gallery="g-2") == ["id0002"]
+    assert ids(gallery="g-1") == ["id0001", "id0003"]
+    assert ids(owner="42") == ["id0003"]
+    assert ids(owner="nobody") == []
+    assert fv.filter_json(fv.parse_filter({"owner": " owner-7 "}, TOPICS, NOW))["owner"] == "owner-7"
