@@ -12,6 +12,9 @@ history of those actions, kept on the resolution topic.
     GET  /api/actions           the recorded actions, newest first, and the one running
     POST /api/topics/pause      {"topic": "ingest-preview", "reason": "..."}: hold a job topic
                                 back on every worker (``pause TOPIC``); /continue lets it run
+    POST /api/topics/clear      {"topic": ..., "dry_run": true}, then {"topic": ..., "confirm":
+                                {"total": n}}: skip the backlog (``clear TOPIC``); Kafka refuses
+                                while workers are in the group, and the answer says so
 
 Replay and forget run ``DeadLetters.replay`` and ``DeadLetters.resolve``, the code behind the
 CLI's ``replay`` and ``forget``. POSTs must come from this service's own page: the Origin
@@ -87,6 +90,8 @@ class Backend(Protocol):
 
     def pause(self, topics: list[str], paused: bool, by: str, reason: str) -> None: ...
 
+    def clear(self, topic: str, apply: bool) -> dict[int, int]: ...
+
     def close(self) -> None: ...
 
 
@@ -122,6 +127,9 @@ class KafkaBackend:
     def pause(self, topics: list[str], paused: bool, by: str, reason: str) -> None:
         pauses.publish(self.kafka, self.topics.pauses, topics, paused=paused, by=by, reason=reason)
 
+    def clear(self, topic: str, apply: bool) -> dict[int, int]:
+        return self.store.clear(self.kafka.group_id, topic, apply=apply)
+
     def close(self) -> None:
         self.index.close()
 
@@ -131,6 +139,18 @@ class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     topic: str = Field(min_length=1, max_length=200)
     reason: str = Field("", max_length=500)
+
+
+class ClearConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    total: int = Field(ge=0)
+
+
+class ClearRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    topic: str = Field(min_length=1, max_length=200)
+    dry_run: StrictBool = False
+    confirm: ClearConfirm | None = None
 
 
 class Confirm(BaseModel):
@@ -459,6 +479,55 @@ def pause_handler(paused: bool) -> Handler:
     return guarded(handle)
 
 
+async def clear_handler(request: web.Request) -> web.StreamResponse:
+    """``clear TOPIC`` from the page, in two steps. Moving a group's offsets is refused by
+    Kafka while the group has members: that refusal is the answer (409), said plainly."""
+    console = request.app[CONSOLE]
+    try:
+        req = ClearRequest.model_validate(await request.json())
+        jobs = console.topics.parse_jobs([req.topic])
+    except ValueError as exc:
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        return _error(f"bad request body: {detail}", 400)
+    if len(jobs) != 1:
+        return _error("clear one topic at a time", 400)
+    if not req.dry_run and req.confirm is None:
+        return _error('a clear takes two steps: first send "dry_run": true, then confirm with '
+                      'the "total" it answered', 400)
+    topic = console.topics.job(jobs[0])
+    loop = asyncio.get_running_loop()
+    try:
+        counts = await loop.run_in_executor(console.acts, console.backend.clear, topic, False)
+    except KAFKA_ERRORS as exc:
+        return _unavailable(exc)
+    total = sum(counts.values())
+    answer = {"topic": topic, "total": total, "per_partition": counts}
+    if req.dry_run:
+        return _json({"dry_run": True, **answer})
+    assert req.confirm is not None
+    if req.confirm.total != total:
+        return _json({"error": f"the backlog changed since the dry run: {total} now, "
+                               f"{req.confirm.total} confirmed; run the dry run again", **answer}, 409)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    action = {"action": "clear", "topics": [topic], "count": total, "by": console.by,
+              "started_at": now, "finished_at": now, "state": "done"}
+
+    def act() -> dict[int, int]:
+        skipped = console.backend.clear(topic, True)
+        console.backend.record(action, None)
+        return skipped
+
+    try:
+        skipped = await loop.run_in_executor(console.acts, act)
+    except KafkaUnavailable as exc:
+        if "stop them first" in str(exc):
+            return _error(f"refused: the workers must be stopped first ({exc})", 409)
+        return _unavailable(exc)
+    except KAFKA_ERRORS as exc:
+        return _unavailable(exc)
+    return _json({"cleared": sum(skipped.values()), "topic": topic, "per_partition": skipped})
+
+
 async def start(console: Console, sel: Selection, rate: float | None) -> web.Response:
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     body: dict[str, Any] = {"action": sel.action, "count": len(sel.chosen), "by": console.by,
@@ -516,6 +585,7 @@ def setup(app: web.Application, settings: Settings, backend: Backend | None = No
     app.router.add_get("/api/actions", local(list_actions))
     app.router.add_post("/api/topics/pause", pause_handler(True))
     app.router.add_post("/api/topics/continue", pause_handler(False))
+    app.router.add_post("/api/topics/clear", guarded(clear_handler))
 
     async def close(app: web.Application) -> None:
         run = app[CONSOLE].running

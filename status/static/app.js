@@ -87,7 +87,10 @@ function render(s) {
       b.type = "button";
       b.dataset.action = paused ? "continue" : "pause";
       b.addEventListener("click", () => togglePause(name, b.dataset.action, b));
-      op.append(b);
+      const c = el("button", "Clear backlog", "clear-start");
+      c.type = "button";
+      c.addEventListener("click", () => clearBacklog(name));
+      op.append(b, " ", c);
       if (paused) op.append(el("div", t.paused_by_operator, "paused-note"));
     }
     tr.append(op);
@@ -152,6 +155,24 @@ async function togglePause(topic, action, button) {
     $("pause-msg").textContent = err.message;
   }
   await refresh(true);
+}
+
+async function clearBacklog(topic) {
+  // Two steps, as on the failed page: the dry run's count, then a confirm that carries it.
+  const msg = $("pause-msg");
+  msg.replaceChildren(`clear ${topic}: dry run…`);
+  const dry = await post("/api/topics/clear", { topic, dry_run: true });
+  if (!dry.ok) { msg.replaceChildren(dry.data.error || `HTTP ${dry.status}`); return; }
+  const go = el("button", `Confirm: skip ${dry.data.total} record(s) of ${topic}`, "clear-confirm");
+  go.type = "button";
+  go.addEventListener("click", async () => {
+    go.disabled = true;
+    const r = await post("/api/topics/clear", { topic, confirm: { total: dry.data.total } });
+    msg.replaceChildren(r.ok ? `cleared ${r.data.cleared} record(s) of ${topic}`
+                             : (r.data.error || `HTTP ${r.status}`));
+    await refresh(true);
+  });
+  msg.replaceChildren(`${dry.data.total} record(s) waiting on ${topic} would be skipped (the workers must be stopped). `, go);
 }
 
 function renderWorkers(workers) {

@@ -28,6 +28,9 @@ class FakeBackend:
         self.refreshes = 0
         self.fail: str | None = None
         self.paused: list[tuple[list[str], bool, str, str]] = []
+        self.backlog = {0: 3, 1: 2}
+        self.members = 0
+        self.cleared: list[str] = []
 
     def refresh(self, max_age_s: float) -> None:
         self.refreshes += 1
@@ -67,6 +70,16 @@ class FakeBackend:
         if self.fail:
             raise KafkaUnavailable(self.fail)
         self.paused.append((topics, paused, by, reason))
+
+    def clear(self, topic: str, apply: bool) -> dict[int, int]:
+        if apply and self.members:
+            raise KafkaUnavailable("cannot move offsets of group 'g' (GROUP_NOT_EMPTY); Kafka refuses "
+                                   "while workers are members: stop them first (prophoto-ingest restart)")
+        counts = dict(self.backlog)
+        if apply:
+            self.cleared.append(topic)
+            self.backlog = {p: 0 for p in self.backlog}
+        return counts
 
     def close(self) -> None:
         pass
@@ -336,3 +349,30 @@ async def test_pause_and_continue_from_the_page_are_guarded_and_recorded(make: M
     backend.fail = "broker gone"
     down = await c.post("/api/topics/pause", json=body, headers=h)
     assert down.status == 503
+
+
+async def test_clear_from_the_page_takes_two_steps_and_says_when_workers_must_stop(make: Make) -> None:
+    backend = FakeBackend([])
+    c = await make(backend)
+    h = await csrf(c)
+    one_step = await c.post("/api/topics/clear", json={"topic": "ingest-preview"}, headers=h)
+    assert one_step.status == 400 and "two steps" in (await one_step.json())["error"]
+    dry = await (await c.post("/api/topics/clear", json={"topic": "preview", "dry_run": True},
+                              headers=h)).json()
+    assert dry["total"] == 5 and dry["topic"] == "u-ingest-preview" and backend.cleared == []
+    backend.members = 2  # workers are running: Kafka refuses to move the group's offsets
+    busy = await c.post("/api/topics/clear", json={"topic": "preview", "confirm": {"total": 5}}, headers=h)
+    body = await busy.json()
+    assert busy.status == 409 and "workers must be stopped first" in body["error"], body
+    assert backend.cleared == []
+    backend.members = 0
+    stale = await c.post("/api/topics/clear", json={"topic": "preview", "confirm": {"total": 4}}, headers=h)
+    assert stale.status == 409 and "changed since the dry run" in (await stale.json())["error"]
+    ok = await (await c.post("/api/topics/clear", json={"topic": "preview", "confirm": {"total": 5}},
+                             headers=h)).json()
+    assert ok["cleared"] == 5 and backend.cleared == ["u-ingest-preview"]
+    evil = await c.post("/api/topics/clear", json={"topic": "preview", "dry_run": True},
+                        headers={**h, "Origin": "http://evil.example"})
+    assert evil.status == 403
+    history = (await (await c.get("/api/actions")).json())["actions"]
+    assert any(a["action"] == "clear" and a["count"] == 5 for a in history)
