@@ -234,14 +234,23 @@ class DeadLetters:
             c.close()
             group_reader.close()
         if apply and any(skipped.values()):
+            _refuse_if_members(admin, group, t)
             fut2 = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, ends)])
             try:
-                fut2[group].result(timeout=t)
+                result = fut2[group].result(timeout=t)
             except KafkaException as exc:
                 raise KafkaUnavailable(
                     f"cannot move offsets of group {group!r} ({exc.args[0]}); Kafka refuses while "
                     "workers are members: stop them first (prophoto-ingest restart)"
                 ) from exc
+            # Kafka answers per partition: a refusal (the group has members) is not raised.
+            refused = [tp for tp in result.topic_partitions or [] if tp.error is not None]
+            if refused:
+                why = refused[0].error
+                raise KafkaUnavailable(
+                    f"cannot move offsets of group {group!r}: {len(refused)} of {len(ends)} "
+                    f"partitions refused ({why.str() if hasattr(why, 'str') else why}); Kafka "
+                    "refuses while workers are members: stop them first (prophoto-ingest restart)")
         return skipped
 
     def replay(
@@ -360,6 +369,22 @@ def actions(states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The recorded operator actions in ``states`` (as ``apply_state`` folds them), newest first."""
     found = [v for k, v in states.items() if k.startswith(ACTION_KEY_PREFIX) and v.get("type") == "action"]
     return sorted(found, key=lambda v: str(v.get("at", "")), reverse=True)
+
+
+def _refuse_if_members(admin: Any, group: str, timeout: float) -> None:
+    """Kafka does not always refuse an admin offset commit while members hold the group's
+    partitions (seen with the workers' aiokafka members): ask the group itself first."""
+    try:
+        desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(
+            timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot describe group {group!r}: {exc.args[0]}") from exc
+    members = list(getattr(desc, "members", None) or [])
+    if members:
+        names = ", ".join(sorted(str(getattr(m, "client_id", "?")) for m in members)[:5])
+        raise KafkaUnavailable(
+            f"group {group!r} has {len(members)} member(s) ({names}); moving its offsets now "
+            "would be undone by their next commit: stop them first (prophoto-ingest restart)")
 
 
 def apply_state(state: dict[str, dict[str, Any]], m: Any) -> None:

@@ -246,6 +246,17 @@ def test_operator_pauses_a_topic_from_the_page_and_sees_two_workers_at_work(
         assert "paused by operator" in row.inner_text()
         assert not any(st.preview_path(u).exists() for u in uploaded), "a paused topic ran a job"
         assert page.locator("#reasons .pill.stalled").count() == 0
+        # clear from the page: a dry run counts the backlog, and Kafka refuses while the
+        # workers are in the group: the page says what to do, and nothing is skipped.
+        row.locator("button.clear-start").click()
+        confirm = page.locator("#pause-msg button.clear-confirm")
+        confirm.wait_for(timeout=20_000)
+        assert "skip 6 record(s)" in confirm.inner_text()
+        confirm.click()
+        page.wait_for_function(
+            "!document.getElementById('pause-msg').textContent.includes('skip 6')", timeout=30_000)
+        said = page.inner_text("#pause-msg")
+        assert "workers must be stopped first" in said, said
 
         for _, flag in slow:
             flag.touch()  # each worker's next job takes 12 s: both busy at once

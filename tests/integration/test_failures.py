@@ -276,3 +276,33 @@ def _replays(settings: Settings, topics: Topics) -> dict[str, int]:
 
     return dict(Counter(dl.headers_to_dict(m.headers()).get(dl.H_REPLAY_OF)
                         for m in read_all(settings.kafka, [topics.job(Job.PREVIEW)])))
+
+
+def test_clear_while_a_worker_runs_is_refused_and_moves_nothing(
+    make_settings, start_worker, tmp_path: Path
+) -> None:
+    # Seen from the dashboard: with two workers in the group, clear answered "cleared 6"
+    # though Kafka had refused every partition (the errors were per partition, unread).
+    settings, topics, st = _setup(make_settings)
+    worker = start_worker(settings, "--topics", "ingest-preview")
+    assert cli(settings, "pause", "ingest-preview").exit_code == 0
+    first = stage_upload(st, make_jpeg(tmp_path / "first.jpg", (300, 200)))
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka.confluent_config())
+    group = settings.kafka.group_id
+
+    def a_member() -> bool:
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        return bool(desc.members) and desc.state.name == "STABLE"
+
+    wait_until(a_member, 60, lambda: worker.output()[-3000:])
+    pending = [stage_upload(st, make_jpeg(tmp_path / f"p{i}.jpg", (300, 200))) for i in range(4)]
+    _publish_uploads(settings, topics, [first, *pending])
+    res = cli(settings, "clear", "ingest-preview", "--yes")
+    assert res.exit_code != 0, res.output
+    assert "stop them first" in res.output, res.output
+    assert cli(settings, "continue", "ingest-preview").exit_code == 0
+    # Nothing was skipped: every upload still gets its preview.
+    wait_until(lambda: all(st.preview_path(e.uuid).exists() for e in [first, *pending]), 90,
+               lambda: worker.output()[-3000:])
