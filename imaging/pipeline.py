@@ -84,6 +84,7 @@ class _Step:
     attempts: list[Attempt]
     method: str = "pillow_decode"
     start: float = 0.0
+    fine: bool = False
 
 
 @dataclass
@@ -193,6 +194,7 @@ class Imager:
         box: Box | None = None, encode_output: bool = True,
     ) -> _Made:
         box = box or ("fit", long_edge)
+        fine = trace == "enhance"  # the larger, higher-quality rendition: no bilinear shortcut
         start = time.perf_counter()
         try:
             check_file(path, self.config)
@@ -207,7 +209,8 @@ class Imager:
             quick = quick_probe(path) if box[1] >= QUICK_PROBE_MIN_EDGE else None
             info = quick or probe(self.exiftool, path)
             cand = self._embedded(path, info, box)
-            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=True)
+            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=True,
+                                        fine=fine)
             attempts.append(self._ok(trace, "embedded_preview", 1, start, made, cand.tag))
             return made
         except ExiftoolFailed as exc:
@@ -224,7 +227,7 @@ class Imager:
             attempts.append(Attempt(trace, "pillow_decode", 2, False, 0.0,
                                     f"{kind} is camera RAW: Pillow cannot decode it"))
         else:
-            step = _Step(trace, attempts, start=start)
+            step = _Step(trace, attempts, start=start, fine=fine)
             try:
                 made = self._decode_file(path, info, box, quality, encode_output, step)
                 attempts.append(self._ok(trace, step.method, 2, step.start, made))
@@ -238,7 +241,8 @@ class Imager:
         try:
             if cand is None:
                 raise UnsupportedFormat(f"{path.name}: camera RAW without an embedded JPEG preview")
-            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=False)
+            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=False,
+                                        fine=fine)
         except ImagingError as exc:
             attempts.append(Attempt(trace, "raw_embedded_jpeg", 3, False, _ms(start), str(exc)))
             exc.attempts = attempts
@@ -295,7 +299,7 @@ class Imager:
 
     def _from_candidate(
         self, path: Path, info: Probe, cand: _Candidate, box: Box, quality: int, encode_output: bool,
-        require: bool,
+        require: bool, fine: bool = False,
     ) -> _Made:
         w, h = cand.size
         need = _need(cand.size, info, box)
@@ -320,7 +324,7 @@ class Imager:
         im = open_image(io.BytesIO(cand.data), self.config, name)
         own = im.getexif().get(0x0112)
         orientation = int(own) if isinstance(own, int) and 1 <= own <= 8 and own != 1 else info.orientation
-        out, orientation = self._decode(im, box, name, None, orientation)
+        out, orientation = self._decode(im, box, name, None, orientation, fine)
         carry = Carry(info.copyright, info.artist, info.gps)
         rendition = self._render(out, orientation, quality, carry, encode_output)
         return _Made(out, orientation, rendition, carry, from_embedded=True,
@@ -336,11 +340,11 @@ class Imager:
             raise
         with classified(path.name):
             carry = Carry.from_exif(im.getexif())
-        out, orientation = self._decode(im, box, path.name, step)
+        out, orientation = self._decode(im, box, path.name, step, fine=step.fine)
         return _Made(out, orientation, self._render(out, orientation, quality, carry, encode_output), carry)
 
     def _decode(self, im: Image.Image, box: Box, name: str, step: _Step | None,
-                orientation: int | None = None) -> tuple[Image.Image, int]:
+                orientation: int | None = None, fine: bool = False) -> tuple[Image.Image, int]:
         """``im`` decoded to ``box``, as stored, with its orientation; closes ``im``. Through
         libjpeg-turbo where that applies, else Pillow; a file libjpeg refuses as corrupt or
         unsupported is given to Pillow too (a failed ``turbo_decode`` try in ``step``), as
@@ -349,7 +353,7 @@ class Imager:
         deadline = self._deadline()
         start = time.perf_counter()
         try:
-            fast = decode_turbo(im, box, name, deadline, orientation, self.config.max_pixels)
+            fast = decode_turbo(im, box, name, deadline, orientation, self.config.max_pixels, fine)
         except (CorruptImage, UnsupportedFormat) as exc:
             fast = None
             if step is not None:
@@ -365,7 +369,7 @@ class Imager:
             if step is not None:
                 step.method = "turbo_decode"
             return fast
-        return decode_stored(im, box, name, deadline, orientation)
+        return decode_stored(im, box, name, deadline, orientation, fine)
 
     def _render(self, im: Image.Image, orientation: int, quality: int, carry: Carry,
                 encode_output: bool) -> Rendition:

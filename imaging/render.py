@@ -51,10 +51,12 @@ except ImportError:
 
 FAST_ENCODER = _jpegenc is not None
 FAST_DECODER = _jpegdec is not None
-# The N/8 scales the fast decode picks from, smallest first. 5/8 to 7/8 are left out: their
-# IDCTs have no SIMD in libjpeg-turbo and decode slower than 8/8 does (bench/imaging.py
-# --scales measures them), so a target over 1/2 decodes at full size and resamples.
-TURBO_SCALES = (1, 2, 3, 4, 8)
+# The N/8 scales the fast decode picks from: the smallest that covers the target wins. 5/8 to
+# 7/8 decode slower than 8/8 (their IDCTs have no SIMD in libjpeg-turbo), but what they
+# save in the resample is more: enhance to 4096 from 6000x4000 at 6/8 plus a 1.1x bilinear
+# step takes ~0.6 of 8/8 plus a 1.46x bicubic, 0.4 dB lower PSNR after the q92 encode
+# (bench/imaging.py prints both; --scales times each N/8).
+TURBO_SCALES = (1, 2, 3, 4, 5, 6, 7, 8)
 # libjpeg's own working memory per pixel of the stored image: progressive coefficients are
 # 2 bytes per sample (6 a pixel at 4:4:4), so only a file lying about its size reaches this.
 _TURBO_MEMORY_PER_PIXEL = 8
@@ -170,11 +172,13 @@ def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
 
 
 def decode_stored(
-    im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None
+    im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None,
+    fine: bool = False,
 ) -> tuple[Image.Image, int]:
     """As ``decode``, but the image stays as stored: with the EXIF orientation that turns it
     upright (1..8), which ``encode`` applies while it packs rows for the encoder, instead of
-    a transpose of its own (a third of the pixel traffic of a 2048 px preview)."""
+    a transpose of its own (a third of the pixel traffic of a 2048 px preview). ``fine``:
+    bicubic for the small steps too (see ``_resize``)."""
     with classified(name), im:
         target = scale_for(im.size, box)
         if im.format in ("JPEG", "MPO") and target != im.size:
@@ -184,7 +188,7 @@ def decode_stored(
         if orientation is None:
             orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
         icc = im.info.get("icc_profile")
-        out = _resize(im, target)
+        out = _resize(im, target, fine)
         _check(deadline, name, "resize")
         out = to_srgb(out, icc if isinstance(icc, bytes) else None)
         return out, orientation if orientation in _TRANSPOSE else 1
@@ -201,7 +205,7 @@ def turbo_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
 
 def decode_turbo(
     im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None,
-    max_pixels: int = 0,
+    max_pixels: int = 0, fine: bool = False,
 ) -> tuple[Image.Image, int] | None:
     """As ``decode_stored``, through libjpeg-turbo straight into one packed buffer; None when
     this path does not apply (no build, not an 8-bit RGB or grey JPEG: Pillow decodes it).
@@ -241,7 +245,7 @@ def decode_turbo(
         # Pillow's ICC profile, as the Pillow path takes it (its reader and libjpeg's differ
         # on malformed chunk sequences)
         icc = im.info.get("icc_profile")
-        out = _resize(Image.frombuffer(mode, (w, h), pixels, "raw", mode, 0, 1), target)
+        out = _resize(Image.frombuffer(mode, (w, h), pixels, "raw", mode, 0, 1), target, fine)
         del pixels
         _check(deadline, name, "resize")
         out = to_srgb(out, icc if isinstance(icc, bytes) else None)
@@ -272,7 +276,7 @@ def _dct_scale(im: Image.Image, target: tuple[int, int]) -> None:
     im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else None, target)
 
 
-def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+def _resize(im: Image.Image, target: tuple[int, int], fine: bool = False) -> Image.Image:
     from .color import prepare
 
     im = prepare(im)
@@ -281,9 +285,12 @@ def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
     # What DCT scaling leaves is a small step. Under 1.25x (a 6000x4000 camera file decoded at
     # 3/8 for a 2048 preview is 1.1x) bilinear is 40 dB from Lanczos-from-full and costs 40%
     # less than bicubic; under 1.5x bicubic is as sharp as Lanczos (whose ringing shows most at
-    # small factors) and a third cheaper. Larger steps get Lanczos.
+    # small factors) and a third cheaper. Larger steps get Lanczos. ``fine`` (enhance, q92)
+    # takes bicubic under 1.25x too: a 6000x4000 file decoded at 6/8 for 4096 is 1.1x, and
+    # bicubic there is 0.7 dB closer to Lanczos-from-full after the encode than bilinear, and
+    # 0.3 dB closer than bicubic from the full-size decode (bench/imaging.py measures it).
     step = max(im.width / target[0], im.height / target[1])
-    if step < 1.25:
+    if step < 1.25 and not fine:
         f = Image.Resampling.BILINEAR
     elif step < 1.5:
         f = Image.Resampling.BICUBIC
