@@ -103,18 +103,30 @@ struct job {
     /* out */
     int width, height, components;
     int applicable;     /* 0: a colour space left to Pillow (CMYK, YCCK) */
-    unsigned char *pixels; /* malloc'ed, width * height * components */
+    PyObject *pixels;   /* the bytes object decoded into, width * height * components */
     unsigned char *icc;    /* malloc'ed by libjpeg, or NULL */
     unsigned int icc_len;
     struct error_mgr err;
 };
 
-/* Runs without the GIL; returns 0 (job->pixels set, or job->applicable 0), -1 on failure. */
+/* The output buffer is the bytes object handed back, so no copy is made of the pixels: its
+ * allocation takes the GIL for a moment (the only Python call made while decoding). */
+static PyObject *new_bytes(size_t n) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *b = n > PY_SSIZE_T_MAX ? NULL : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (b == NULL)
+        PyErr_Clear(); /* reported as out of memory below */
+    PyGILState_Release(gil);
+    return b;
+}
+
+/* Runs without the GIL; returns 0 (job->pixels set, or job->applicable 0), -1 on failure. On
+ * failure job->pixels may still hold the buffer: the caller releases it with the GIL. */
 static int decompress(struct job *job) {
     struct jpeg_decompress_struct cinfo;
     struct progress progress;
     /* volatile: read after a longjmp */
-    unsigned char *volatile pixels = NULL;
+    unsigned char *volatile pixels = NULL; /* in job->pixels */
     JOCTET *volatile icc = NULL;
     cinfo.err = jpeg_std_error(&job->err.pub);
     job->err.pub.error_exit = on_error;
@@ -122,7 +134,6 @@ static int decompress(struct job *job) {
     job->err.kind = FAIL_NONE;
     job->err.message[0] = '\0';
     if (setjmp(job->err.jump)) {
-        free(pixels);
         free(icc);
         jpeg_destroy_decompress(&cinfo);
         return -1;
@@ -160,7 +171,9 @@ static int decompress(struct job *job) {
     cinfo.do_fancy_upsampling = TRUE;
     jpeg_calc_output_dimensions(&cinfo);
     size_t stride = (size_t)cinfo.output_width * (size_t)cinfo.output_components;
-    pixels = malloc(stride * cinfo.output_height);
+    job->pixels = new_bytes(stride * cinfo.output_height);
+    if (job->pixels != NULL)
+        pixels = (unsigned char *)PyBytes_AS_STRING(job->pixels);
     if (pixels == NULL) {
         snprintf(job->err.message, sizeof job->err.message, "out of memory for %ux%u pixels",
                  cinfo.output_width, cinfo.output_height);
@@ -188,7 +201,6 @@ static int decompress(struct job *job) {
     job->width = (int)cinfo.output_width;
     job->height = (int)cinfo.output_height;
     job->components = cinfo.output_components;
-    job->pixels = pixels;
     job->icc = icc;
     job->icc_len = icc_len;
     jpeg_destroy_decompress(&cinfo);
@@ -229,17 +241,14 @@ static PyObject *decode(PyObject *self, PyObject *args, PyObject *kwargs) {
         } else if (!job.applicable) {
             result = Py_NewRef(Py_None);
         } else {
-            size_t n = (size_t)job.width * (size_t)job.height * (size_t)job.components;
-            PyObject *pixels = PyBytes_FromStringAndSize((const char *)job.pixels, (Py_ssize_t)n);
             PyObject *icc = job.icc ? PyBytes_FromStringAndSize((const char *)job.icc, job.icc_len)
                                     : Py_NewRef(Py_None);
-            if (pixels && icc)
-                result = Py_BuildValue("(OiiiO)", pixels, job.width, job.height, job.components,
+            if (icc)
+                result = Py_BuildValue("(OiiiO)", job.pixels, job.width, job.height, job.components,
                                        icc);
-            Py_XDECREF(pixels);
             Py_XDECREF(icc);
         }
-        free(job.pixels);
+        Py_XDECREF(job.pixels);
         free(job.icc);
     }
     PyBuffer_Release(&data);

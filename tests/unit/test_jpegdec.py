@@ -9,6 +9,7 @@ import math
 import os
 import struct
 import time
+import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -249,6 +250,29 @@ def test_bad_arguments_are_refused(jpegdec: ModuleType) -> None:
         jpegdec.decode(b"\xff\xd8\xff", 8)
     with pytest.raises(TypeError):
         jpegdec.decode("not bytes", 8)
+
+
+def test_buffers_are_let_go_on_every_path(jpegdec: ModuleType) -> None:
+    """The pixel buffer is a bytes object made mid-decode: a decode failing after it exists
+    (truncated data, past the deadline) must release it."""
+    data = jpeg(samples.scene((400, 300)))
+    cut = data[: len(data) * 2 // 3]
+
+    def churn() -> None:
+        for _ in range(50):
+            with pytest.raises(OSError):
+                jpegdec.decode(cut, 8)
+            jpegdec.decode(data, 4)
+
+    churn()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        churn()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 400 * 300 * 3  # not one full-size buffer kept
 
 
 def test_threads_decode_at_once(jpegdec: ModuleType) -> None:
