@@ -1,6 +1,7 @@
 """Preview + thumbnail speed, per core: the project's path against naive Pillow, in one run.
 
     .venv/bin/python bench/imaging.py [--rounds N] [--input scene|noise] [--keep DIR] [--scales]
+                                      [--pillow-decode]
 
 Inputs are generated: a 6000x4000 camera-like JPEG (~8-9 MB, orientation 6, an MPF preview of
 1920x1280, smaller than the 2048 target, so the project decodes the file itself) and a RAW-like
@@ -19,12 +20,15 @@ Beside them, in the same interleaved rounds: the decode floor, libjpeg-turbo's o
 decode of the same file and nothing else (the C extension's decode-only entry point,
 imaging/_jpegdec.c; Pillow's draft decode when it is not built), printed as
 ``floor_ratio: N.NN`` (project preview+thumbnail / floor; lower is better), and enhance to
-4096 at quality 92 against the naive way (full decode, rotate, LANCZOS, Pillow's progressive
-encoder at the same quality), ``enhance_ratio: N.NN`` (naive / project). PSNR is against the
+4096 at quality 92 against the naive way at its cheapest (full decode, LANCZOS, turned upright
+after the resize, Pillow's baseline encoder at the same quality; the project's is progressive),
+``enhance_ratio: N.NN`` (naive / project). PSNR is against the
 baseline's Lanczos-from-full image before encoding, for the preview and for enhance. Peak RSS
 per job is measured in a fresh process per job (``--rss-job``, run by this script): what the
 process held at its peak, and how much the job added over the idle process. ``--scales``
 also times libjpeg-turbo's decode at every N/8, which render.TURBO_SCALES is chosen from.
+``--pillow-decode`` runs the project without its fast decoder (Pillow decodes, as before it
+existed; the floor is still the extension's): the before-and-after in one harness.
 
 Pillow-SIMD, optional and never in the project's venv (it installs over Pillow's ``PIL``):
 ``scripts/pillow-simd`` builds it from source into ``.venv-simd``; run this script with
@@ -70,20 +74,26 @@ def baseline(path: Path) -> Image.Image:
 
 
 def naive_enhance(path: Path) -> Image.Image:
-    """Enhance to 4096 as a first version would: full decode, rotate, LANCZOS, q92 progressive."""
+    """Enhance to 4096 the plain way, and the cheapest plain way, so the ratio is not flattered:
+    full decode, LANCZOS, turned upright after the resize (on the small image), Pillow's
+    default (baseline, not progressive) encoder at the same quality, 92."""
     with Image.open(path) as im:
         im.load()
-        full = ImageOps.exif_transpose(im)
-    r = 4096 / max(full.size)
-    out = full.resize((round(full.width * r), round(full.height * r)), Image.Resampling.LANCZOS)
-    out.save(io.BytesIO(), "JPEG", quality=92, progressive=True)
+        r = 4096 / max(im.size)
+        out = im.resize((round(im.width * r), round(im.height * r)), Image.Resampling.LANCZOS)
+        out.info["exif"] = im.info.get("exif", b"")
+        out = ImageOps.exif_transpose(out)
+    out.save(io.BytesIO(), "JPEG", quality=92)
     return out
+
+
+_FLOOR = render._jpegdec  # kept when --pillow-decode takes the project's away
 
 
 def floor_decode(data: bytes) -> None:
     """The decoder's floor: a 1/2-scale decode of the file and nothing else."""
-    if render._jpegdec is not None:
-        render._jpegdec.decode(data, 4)
+    if _FLOOR is not None:
+        _FLOOR.decode(data, 4)
         return
     with Image.open(io.BytesIO(data)) as im:
         im.draft(im.mode, (im.width // 2, im.height // 2))
@@ -113,7 +123,8 @@ def rss_job(job: str, path: Path) -> None:
 
 
 def measure_rss(job: str, path: Path) -> tuple[float, float]:
-    out = subprocess.run([sys.executable, __file__, "--rss-job", job, str(path)], check=True,
+    flags = ["--pillow-decode"] if render._jpegdec is None else []
+    out = subprocess.run([sys.executable, __file__, *flags, "--rss-job", job, str(path)], check=True,
                          capture_output=True, text=True).stdout.split()
     return float(out[0]), float(out[1])
 
@@ -139,8 +150,11 @@ def main() -> None:
     ap.add_argument("--input", choices=("scene", "noise"), default="scene")
     ap.add_argument("--keep", type=Path, default=None, help="write the inputs here and keep them")
     ap.add_argument("--scales", action="store_true", help="also time libjpeg-turbo's decode at each N/8")
+    ap.add_argument("--pillow-decode", action="store_true", help="the project without its fast decoder")
     ap.add_argument("--rss-job", nargs=2, metavar=("JOB", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.pillow_decode:
+        render._jpegdec = None  # type: ignore[assignment]
     if args.rss_job:
         rss_job(args.rss_job[0], Path(args.rss_job[1]))
         return
@@ -159,10 +173,12 @@ def main() -> None:
               f"(MPF preview 1920x1280, {args.input}), "
               f"{raw.name} {raw.stat().st_size / 1e6:.1f} MB (JpgFromRaw 3000x2000, OtherImage 640x427)")
         encoder = "the project's 5-scan C encoder" if FAST_ENCODER else "Pillow's (C encoder not built)"
-        decoder = "libjpeg-turbo straight (imaging._jpegdec)" if FAST_DECODER else "Pillow's (not built)"
+        decoder = "libjpeg-turbo straight (imaging._jpegdec)" if _FLOOR else "Pillow's (not built)"
+        project = ("Pillow (--pillow-decode)" if render._jpegdec is None
+                   else "libjpeg-turbo straight" if FAST_DECODER else "Pillow (not built)")
         print(f"Pillow {Image.__version__}, rounds {args.rounds}, one thread (= one core); "
               f"project encodes with {encoder}, the baseline with Pillow's progressive=True; "
-              f"the floor decodes with {decoder}")
+              f"the floor decodes with {decoder}; the project decodes with {project}")
         data = jpg.read_bytes()
         with Imager(ImagingConfig()) as imager:
             decode_only = timed(lambda: Image.open(jpg).load(), args.rounds)
@@ -183,8 +199,8 @@ def main() -> None:
             raw_prev = timed(lambda: imager.preview(raw), args.rounds)
             first_thumb = timed(lambda: imager.thumbnail(raw), args.rounds * 2)
             scales: dict[int, list[float]] = {n: [] for n in range(1, 9)}
-            if args.scales and render._jpegdec is not None:
-                dec = render._jpegdec
+            if args.scales and _FLOOR is not None:
+                dec = _FLOOR
                 for _ in range(args.rounds):
                     for n in scales:
                         scales[n] += timed(lambda n=n: dec.decode(data, n), 1)  # type: ignore[misc]
@@ -197,7 +213,7 @@ def main() -> None:
             quality, own = psnr(mine, ref), psnr(theirs, ref)
         ref_e = naive_enhance(jpg)
         buf = io.BytesIO()
-        ref_e.save(buf, "JPEG", quality=92, progressive=True)
+        ref_e.save(buf, "JPEG", quality=92)
         with Image.open(io.BytesIO(enh.image.data)) as mine, Image.open(buf) as theirs:
             quality_e, own_e = psnr(mine, ref_e), psnr(theirs, ref_e)
         rss = {job: measure_rss(job, jpg) for job in ("preview", "enhance")}
@@ -215,7 +231,7 @@ def main() -> None:
         print(f"project  enhance 4096 q92:           {pe * 1000:7.1f} ms  {1 / pe:6.2f} images/s  "
               f"({methods_e})")
         print(f"time to first thumbnail (embedded):  {statistics.median(first_thumb) * 1000:7.1f} ms")
-        if args.scales and render._jpegdec is not None:
+        if args.scales and _FLOOR is not None:
             print("libjpeg-turbo decode by scale:       " + ", ".join(
                 f"{n}/8 {statistics.median(v) * 1000:.0f} ms" for n, v in scales.items()))
         print(f"project preview vs baseline's:       {quality:7.1f} dB PSNR against the baseline's Lanczos "
