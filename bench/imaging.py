@@ -146,6 +146,21 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     return 10 * math.log10(255**2 * a.width * a.height * len(sum2) / max(sum(sum2), 1e-9))
 
 
+# CPU seconds of each timed call, by what ran: on a machine shared with other work the wall
+# time is partly the neighbours', this process's CPU time much less so (the timed calls are
+# single-threaded; exiftool is not called on these paths).
+CPU: dict[str, list[float]] = {}
+
+
+def cpu_timed(key: str, fn: Callable[[], object]) -> list[float]:
+    """One call: its wall time in a list, its CPU time appended to CPU[key]."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    wall = time.perf_counter() - w0
+    CPU.setdefault(key, []).append(time.process_time() - c0)
+    return [wall]
+
+
 def timed(fn: Callable[[], object], rounds: int) -> list[float]:
     fn()  # warm: exiftool started, code paths loaded
     out = []
@@ -202,14 +217,14 @@ def main() -> None:
             proj_e: list[float] = []
             timed(lambda: floor_decode(data), 1)
             for _ in range(args.rounds):  # interleaved, so machine noise hits all alike
-                base += timed(lambda: baseline(jpg), 1)
-                floor += timed(lambda: floor_decode(data), 1)
-                proj += timed(lambda: imager.preview(jpg), 1)
-                floor += timed(lambda: floor_decode(data), 1)
+                base += cpu_timed("base", lambda: baseline(jpg))
+                floor += cpu_timed("floor", lambda: floor_decode(data))
+                proj += cpu_timed("proj", lambda: imager.preview(jpg))
+                floor += cpu_timed("floor", lambda: floor_decode(data))
             for _ in range(max(3, args.rounds // 2)):
-                naive_e += timed(lambda: naive_enhance(jpg), 1)
-                proj_e += timed(lambda: imager.enhance(jpg), 1)
-                lean_e += timed(lambda: lean_enhance(jpg), 1)
+                naive_e += cpu_timed("naive_e", lambda: naive_enhance(jpg))
+                proj_e += cpu_timed("proj_e", lambda: imager.enhance(jpg))
+                lean_e += cpu_timed("lean_e", lambda: lean_enhance(jpg))
             raw_prev = timed(lambda: imager.preview(raw), args.rounds)
             first_thumb = timed(lambda: imager.thumbnail(raw), args.rounds * 2)
             scales: dict[int, list[float]] = {n: [] for n in range(1, 9)}
@@ -267,6 +282,13 @@ def main() -> None:
             epairs = sorted(nn / pp for nn, pp in zip(ref_t, proj_e, strict=True))
             print(f"per-round {label} ratios: median {statistics.median(epairs):.2f}, "
                   f"min {epairs[0]:.2f}, max {epairs[-1]:.2f}")
+        cm = {k: statistics.median(v) for k, v in CPU.items()}
+        print(f"CPU time (median ms): floor {cm['floor'] * 1000:.1f}, "
+              f"project preview {cm['proj'] * 1000:.1f}, "
+              f"baseline {cm['base'] * 1000:.1f}, project enhance {cm['proj_e'] * 1000:.1f}, naive "
+              f"{cm['naive_e'] * 1000:.1f}, lean {cm['lean_e'] * 1000:.1f}: floor ratio "
+              f"{cm['proj'] / cm['floor']:.2f}, ratio {cm['base'] / cm['proj']:.2f}, enhance "
+              f"{cm['naive_e'] / cm['proj_e']:.2f}, lean {cm['lean_e'] / cm['proj_e']:.2f}")
         print(f"floor_ratio: {p / f:.2f}")
         print(f"enhance_ratio: {ne / pe:.2f}")
         print(f"enhance_lean_ratio: {le / pe:.2f}")
