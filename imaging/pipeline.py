@@ -4,7 +4,10 @@ Each output is a chain of methods tried in order, each try an ``Attempt``:
 
     preview_extraction / enhance
       1 embedded_preview     the camera's JPEG (exiftool), if at least as large as the target
-      2 pillow_decode        decode with DCT-domain downscaling, resample the rest
+      2 turbo_decode         8-bit RGB or grey JPEG: libjpeg-turbo decodes at N/8 straight into
+                             one buffer (imaging/_jpegdec.c), resample the rest; a file it
+                             refuses as corrupt is a failed try and goes on to Pillow
+      2 pillow_decode        anything else: Pillow, with DCT-domain downscaling for JPEGs
       3 raw_embedded_jpeg    RAW only: the embedded JPEG whatever its size, marked undersized
     thumbnail_generation     from the preview just made (the original is never decoded twice)
     metadata_extraction
@@ -26,7 +29,7 @@ from pathlib import Path
 from PIL import Image
 
 from . import formats  # noqa: F401 - registers the HEIC/HEIF opener
-from .errors import ImagingError, UnsupportedFormat
+from .errors import CorruptImage, ImagingError, UnsupportedFormat
 from .exiftool import Exiftool, ExiftoolFailed
 from .metadata import METADATA_ARGS, from_exiftool, from_pillow
 from .probe import QUICK_PROBE_MIN_EDGE, Embedded, Probe, is_raw, probe, quick_probe
@@ -36,6 +39,7 @@ from .render import (
     check_file,
     classified,
     decode_stored,
+    decode_turbo,
     encode,
     open_image,
     scale_for,
@@ -70,6 +74,17 @@ class _Made:
     carry: Carry
     from_embedded: bool = False
     undersized: bool = False
+
+
+@dataclass
+class _Step:
+    """Which decoder a chain step is on, so its attempt record names the one that ran."""
+
+    trace: str
+    attempts: list[Attempt]
+    method: str = "pillow_decode"
+    start: float = 0.0
+    fine: bool = False
 
 
 @dataclass
@@ -179,6 +194,7 @@ class Imager:
         box: Box | None = None, encode_output: bool = True,
     ) -> _Made:
         box = box or ("fit", long_edge)
+        fine = trace == "enhance"  # the larger, higher-quality rendition: no bilinear shortcut
         start = time.perf_counter()
         try:
             check_file(path, self.config)
@@ -193,7 +209,8 @@ class Imager:
             quick = quick_probe(path) if box[1] >= QUICK_PROBE_MIN_EDGE else None
             info = quick or probe(self.exiftool, path)
             cand = self._embedded(path, info, box)
-            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=True)
+            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=True,
+                                        fine=fine)
             attempts.append(self._ok(trace, "embedded_preview", 1, start, made, cand.tag))
             return made
         except ExiftoolFailed as exc:
@@ -210,12 +227,13 @@ class Imager:
             attempts.append(Attempt(trace, "pillow_decode", 2, False, 0.0,
                                     f"{kind} is camera RAW: Pillow cannot decode it"))
         else:
+            step = _Step(trace, attempts, start=start, fine=fine)
             try:
-                made = self._decode_file(path, info, box, quality, encode_output)
-                attempts.append(self._ok(trace, "pillow_decode", 2, start, made))
+                made = self._decode_file(path, info, box, quality, encode_output, step)
+                attempts.append(self._ok(trace, step.method, 2, step.start, made))
                 return made
             except ImagingError as exc:
-                attempts.append(Attempt(trace, "pillow_decode", 2, False, _ms(start), str(exc)))
+                attempts.append(Attempt(trace, step.method, 2, False, _ms(step.start), str(exc)))
                 exc.attempts = attempts
                 raise
         # 3: RAW: the embedded JPEG is all there is
@@ -223,7 +241,8 @@ class Imager:
         try:
             if cand is None:
                 raise UnsupportedFormat(f"{path.name}: camera RAW without an embedded JPEG preview")
-            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=False)
+            made = self._from_candidate(path, info, cand, box, quality, encode_output, require=False,
+                                        fine=fine)
         except ImagingError as exc:
             attempts.append(Attempt(trace, "raw_embedded_jpeg", 3, False, _ms(start), str(exc)))
             exc.attempts = attempts
@@ -280,7 +299,7 @@ class Imager:
 
     def _from_candidate(
         self, path: Path, info: Probe, cand: _Candidate, box: Box, quality: int, encode_output: bool,
-        require: bool,
+        require: bool, fine: bool = False,
     ) -> _Made:
         w, h = cand.size
         need = _need(cand.size, info, box)
@@ -305,13 +324,14 @@ class Imager:
         im = open_image(io.BytesIO(cand.data), self.config, name)
         own = im.getexif().get(0x0112)
         orientation = int(own) if isinstance(own, int) and 1 <= own <= 8 and own != 1 else info.orientation
-        out, orientation = decode_stored(im, box, name, self._deadline(), orientation=orientation)
+        out, orientation = self._decode(im, box, name, None, orientation, fine)
         carry = Carry(info.copyright, info.artist, info.gps)
         rendition = self._render(out, orientation, quality, carry, encode_output)
         return _Made(out, orientation, rendition, carry, from_embedded=True,
                      undersized=undersized and info.is_raw)
 
-    def _decode_file(self, path: Path, info: Probe, box: Box, quality: int, encode_output: bool) -> _Made:
+    def _decode_file(self, path: Path, info: Probe, box: Box, quality: int, encode_output: bool,
+                     step: _Step) -> _Made:
         try:
             im = open_image(path, self.config, path.name)
         except UnsupportedFormat as exc:
@@ -320,8 +340,36 @@ class Imager:
             raise
         with classified(path.name):
             carry = Carry.from_exif(im.getexif())
-        out, orientation = decode_stored(im, box, path.name, self._deadline())
+        out, orientation = self._decode(im, box, path.name, step, fine=step.fine)
         return _Made(out, orientation, self._render(out, orientation, quality, carry, encode_output), carry)
+
+    def _decode(self, im: Image.Image, box: Box, name: str, step: _Step | None,
+                orientation: int | None = None, fine: bool = False) -> tuple[Image.Image, int]:
+        """``im`` decoded to ``box``, as stored, with its orientation; closes ``im``. Through
+        libjpeg-turbo where that applies, else Pillow; a file libjpeg refuses as corrupt or
+        unsupported is given to Pillow too (a failed ``turbo_decode`` try in ``step``), as
+        Pillow reads some that libjpeg's stricter parser does not. Past the time-out or over
+        a limit is final."""
+        deadline = self._deadline()
+        start = time.perf_counter()
+        try:
+            fast = decode_turbo(im, box, name, deadline, orientation, self.config.max_pixels, fine)
+        except (CorruptImage, UnsupportedFormat) as exc:
+            fast = None
+            if step is not None:
+                step.attempts.append(Attempt(step.trace, "turbo_decode", 2, False, _ms(start), str(exc)))
+                step.start = time.perf_counter()
+        except BaseException:
+            if step is not None:
+                step.method = "turbo_decode"
+            im.close()
+            raise
+        if fast is not None:
+            im.close()
+            if step is not None:
+                step.method = "turbo_decode"
+            return fast
+        return decode_stored(im, box, name, deadline, orientation, fine)
 
     def _render(self, im: Image.Image, orientation: int, quality: int, carry: Carry,
                 encode_output: bool) -> Rendition:

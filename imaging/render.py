@@ -1,8 +1,11 @@
 """Decoding, downscaling and encoding, fast where it can be and faithful always.
 
-JPEGs are scaled inside the decoder (DCT-domain, 1/2 to 1/8) to the smallest size that still
+JPEGs are scaled inside the decoder (DCT-domain, 1/8 to 1/2) to the smallest size that still
 covers the target, then resampled; orientation is applied after the downscale, on the small
 image; colours are converted to sRGB last. Every limit is checked before pixels are decoded.
+8-bit RGB and grey JPEGs decode straight through libjpeg-turbo (``decode_turbo``, the C
+extension imaging/_jpegdec.c) when it is built; everything else, and anything it refuses,
+through Pillow (``decode_stored``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,22 @@ try:  # the C encoder (pyproject's ext-modules); optional, so a build without a 
 except ImportError:
     _jpegenc = None  # type: ignore[assignment]
 
+try:  # its decoder, optional the same way
+    from . import _jpegdec
+except ImportError:
+    _jpegdec = None  # type: ignore[assignment]
+
 FAST_ENCODER = _jpegenc is not None
+FAST_DECODER = _jpegdec is not None
+# The N/8 scales the fast decode picks from: the smallest that covers the target wins. 5/8 to
+# 7/8 decode slower than 8/8 (their IDCTs have no SIMD in libjpeg-turbo), but what they
+# save in the resample is more: enhance to 4096 from 6000x4000 at 6/8 plus a 1.1x bilinear
+# step takes ~0.6 of 8/8 plus a 1.46x bicubic, 0.4 dB lower PSNR after the q92 encode
+# (bench/imaging.py prints both; --scales times each N/8).
+TURBO_SCALES = (1, 2, 3, 4, 5, 6, 7, 8)
+# libjpeg's own working memory per pixel of the stored image: progressive coefficients are
+# 2 bytes per sample (6 a pixel at 4:4:4), so only a file lying about its size reaches this.
+_TURBO_MEMORY_PER_PIXEL = 8
 
 # What Pillow's plugins raise on hostile bytes; anything else is a bug of ours and propagates.
 # (RuntimeError: pillow-heif's and the AVIF plugin's "Failed to decode frame"; it covers
@@ -154,11 +172,13 @@ def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
 
 
 def decode_stored(
-    im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None
+    im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None,
+    fine: bool = False,
 ) -> tuple[Image.Image, int]:
     """As ``decode``, but the image stays as stored: with the EXIF orientation that turns it
     upright (1..8), which ``encode`` applies while it packs rows for the encoder, instead of
-    a transpose of its own (a third of the pixel traffic of a 2048 px preview)."""
+    a transpose of its own (a third of the pixel traffic of a 2048 px preview). ``fine``:
+    bicubic for the small steps too (see ``_resize``)."""
     with classified(name), im:
         target = scale_for(im.size, box)
         if im.format in ("JPEG", "MPO") and target != im.size:
@@ -168,7 +188,65 @@ def decode_stored(
         if orientation is None:
             orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
         icc = im.info.get("icc_profile")
-        out = _resize(im, target)
+        out = _resize(im, target, fine)
+        _check(deadline, name, "resize")
+        out = to_srgb(out, icc if isinstance(icc, bytes) else None)
+        return out, orientation if orientation in _TRANSPOSE else 1
+
+
+def turbo_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The smallest N of ``TURBO_SCALES`` whose N/8 decode still covers ``target``."""
+    w, h = size
+    for n in TURBO_SCALES:
+        if (w * n + 7) // 8 >= target[0] and (h * n + 7) // 8 >= target[1]:
+            return n
+    return 8
+
+
+def decode_turbo(
+    im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None,
+    max_pixels: int = 0, fine: bool = False,
+) -> tuple[Image.Image, int] | None:
+    """As ``decode_stored``, through libjpeg-turbo straight into one packed buffer; None when
+    this path does not apply (no build, not an 8-bit RGB or grey JPEG: Pillow decodes it).
+    ``im`` is Pillow's opened header (its EXIF and ICC profile are used); it stays open, so
+    the caller can fall back to Pillow when this raises."""
+    if _jpegdec is None or im.format not in ("JPEG", "MPO") or im.mode not in ("RGB", "L"):
+        return None
+    with classified(name):
+        fp: IO[bytes] | None = getattr(im, "fp", None)  # ImageFile's; closed after load()
+        if fp is None:
+            return None
+        pos = fp.tell()
+        fp.seek(0)
+        data = fp.read()
+        fp.seek(pos)
+        if data[:2] != b"\xff\xd8":
+            return None
+        target = scale_for(im.size, box)
+        try:
+            got = _jpegdec.decode(data, turbo_scale(im.size, target), max_pixels=max_pixels,
+                                  max_memory=_TURBO_MEMORY_PER_PIXEL * max_pixels,
+                                  deadline=deadline if math.isfinite(deadline) else 0.0)
+        except _jpegdec.TooLarge as exc:
+            raise ImageTooLarge(f"{name}: {exc}") from None
+        except _jpegdec.Timeout:
+            raise DecodeTimeout(f"{name}: decode ran past the decode time-out") from None
+        if got is None:
+            return None
+        pixels, w, h, components, _ = got
+        del data
+        mode = "RGB" if components == 3 else "L"
+        if mode != im.mode:
+            return None  # Pillow reads the file otherwise than libjpeg: let it decide
+        _check(deadline, name, "decode")
+        if orientation is None:
+            orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
+        # Pillow's ICC profile, as the Pillow path takes it (its reader and libjpeg's differ
+        # on malformed chunk sequences)
+        icc = im.info.get("icc_profile")
+        out = _resize(Image.frombuffer(mode, (w, h), pixels, "raw", mode, 0, 1), target, fine)
+        del pixels
         _check(deadline, name, "resize")
         out = to_srgb(out, icc if isinstance(icc, bytes) else None)
         return out, orientation if orientation in _TRANSPOSE else 1
@@ -198,7 +276,7 @@ def _dct_scale(im: Image.Image, target: tuple[int, int]) -> None:
     im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else None, target)
 
 
-def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+def _resize(im: Image.Image, target: tuple[int, int], fine: bool = False) -> Image.Image:
     from .color import prepare
 
     im = prepare(im)
@@ -207,9 +285,12 @@ def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
     # What DCT scaling leaves is a small step. Under 1.25x (a 6000x4000 camera file decoded at
     # 3/8 for a 2048 preview is 1.1x) bilinear is 40 dB from Lanczos-from-full and costs 40%
     # less than bicubic; under 1.5x bicubic is as sharp as Lanczos (whose ringing shows most at
-    # small factors) and a third cheaper. Larger steps get Lanczos.
+    # small factors) and a third cheaper. Larger steps get Lanczos. ``fine`` (enhance, q92)
+    # takes bicubic under 1.25x too: a 6000x4000 file decoded at 6/8 for 4096 is 1.1x, and
+    # bicubic there is 0.7 dB closer to Lanczos-from-full after the encode than bilinear, and
+    # 0.3 dB closer than bicubic from the full-size decode (bench/imaging.py measures it).
     step = max(im.width / target[0], im.height / target[1])
-    if step < 1.25:
+    if step < 1.25 and not fine:
         f = Image.Resampling.BILINEAR
     elif step < 1.5:
         f = Image.Resampling.BICUBIC

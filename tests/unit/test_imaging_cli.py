@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from imaging import samples
+from imaging.render import FAST_DECODER
 from streams.cli import main
 
 
@@ -20,7 +21,8 @@ def test_process_writes_outputs_and_prints_attempts(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["process", str(good), str(bad), "--out", str(out), "--enhance"],
                              env={"INGEST_IMAGING__PREVIEW_LONG_EDGE": "300"})
     assert res.exit_code == 1, res.output
-    assert "embedded_preview       FAIL" in res.output and "pillow_decode          ok" in res.output
+    decoder = "turbo_decode" if FAST_DECODER else "pillow_decode"
+    assert "embedded_preview       FAIL" in res.output and f"{decoder:<22} ok" in res.output
     assert "UnsupportedFormat (permanent)" in res.output
     with Image.open(out / "cam.jpg" / "preview.jpg") as im:
         assert im.size == (300, 225)
