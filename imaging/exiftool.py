@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import select
+import selectors
 import tempfile
 import threading
 import time
@@ -26,6 +26,7 @@ import exiftool as pyexiftool
 from .errors import ExiftoolTimeout, StorageUnavailable
 
 _SEQ = itertools.count(1)
+VERSION_TIMEOUT_S = 20.0  # the start-up "-ver" round trip
 
 
 class ExiftoolFailed(Exception):
@@ -43,8 +44,13 @@ class _TimedExifTool(pyexiftool.ExifTool):  # type: ignore[misc]
     """pyexiftool's process handling with a read that has a deadline and notices a dead child.
 
     pyexiftool's own ``execute`` blocks in ``select`` with no timeout and spins on EOF, so a
-    hung or killed exiftool would hold the worker thread for ever.
+    hung or killed exiftool would hold the worker thread for ever; and ``select`` refuses
+    descriptors above 1023, which a long-lived process reaches (epoll has no such limit).
     """
+
+    def _parse_ver(self) -> str:
+        # pyexiftool asks for the version through its own select-based execute at start.
+        return self.execute_until([b"-ver"], time.monotonic() + VERSION_TIMEOUT_S).stdout.decode().strip()
 
     def execute_until(self, params: list[bytes], deadline: float) -> Output:
         n = next(_SEQ)
@@ -58,20 +64,25 @@ class _TimedExifTool(pyexiftool.ExifTool):  # type: ignore[misc]
         out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
         bufs: dict[int, bytearray] = {out_fd: bytearray(), err_fd: bytearray()}
         ends = {out_fd: ready, err_fd: post}
-        pending = {out_fd, err_fd}
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("exiftool did not answer in time")
-            readable, _, _ = select.select(list(pending), [], [], left)
-            for fd in readable:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    raise EOFError("exiftool exited")
-                bufs[fd] += chunk
-                # only the tail: stripping the whole buffer per chunk is quadratic in a preview's MBs
-                if bufs[fd][-(len(ends[fd]) + 64):].rstrip().endswith(ends[fd]):
-                    pending.discard(fd)
+        with selectors.DefaultSelector() as sel:
+            for fd in (out_fd, err_fd):
+                sel.register(fd, selectors.EVENT_READ)
+            pending = {out_fd, err_fd}
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("exiftool did not answer in time")
+                for key, _ in sel.select(left):
+                    fd = int(key.fd)
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        raise EOFError("exiftool exited")
+                    bufs[fd] += chunk
+                    # only the tail: stripping the whole buffer per chunk is quadratic in a
+                    # preview's MBs
+                    if bufs[fd][-(len(ends[fd]) + 64):].rstrip().endswith(ends[fd]):
+                        pending.discard(fd)
+                        sel.unregister(fd)
         stdout = bytes(bufs[out_fd]).rstrip()[: -len(ready)]
         stderr = bytes(bufs[err_fd]).rstrip()[: -len(post)].decode("utf-8", "replace")
         # stderr ends "=STATUS="; what precedes it is exiftool's own messages
