@@ -1,5 +1,8 @@
 """A Kafka broker of a test's own (scripts/kafka on a free port pair, an empty data dir), for
-tests that stop and start it: the suite's shared broker is never stopped."""
+tests that stop and start it: the suite's shared broker is never stopped. It is the version
+that KAFKA_VERSION names (scripts/kafka's default otherwise), as the shared broker is; its
+ports are looked for from INGEST_TEST_PRIVATE_PORT (49092), so that two passes of the suite
+on different brokers at once (scripts/test) look in different ranges."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
-PORT_START = 49092
+PORT_START = int(os.environ.get("INGEST_TEST_PRIVATE_PORT") or 49092)
 
 
 class BrokerFailed(RuntimeError):
@@ -48,7 +51,8 @@ class Broker:
         self.port = port
         self.data = data
         self.bootstrap = f"127.0.0.1:{port}"
-        # PYTHON: scripts/kafka's readiness probe needs confluent-kafka (a worktree has no .venv)
+        # PYTHON: scripts/kafka's readiness probe needs confluent-kafka (a worktree has no .venv);
+        # KAFKA_VERSION, if set, comes along with os.environ
         self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(data),
                     "PYTHON": sys.executable, "KAFKA_START_TIMEOUT": "120"}
 
@@ -93,7 +97,8 @@ def private_broker_fixture() -> Iterator[Broker]:
             broker = candidate
             break
         except (BrokerFailed, subprocess.TimeoutExpired, OSError) as exc:
-            problem = f"private broker on 127.0.0.1:{port} did not start: {exc}"
+            version = os.environ.get("KAFKA_VERSION") or "default"
+            problem = f"private broker (Kafka {version}) on 127.0.0.1:{port} did not start: {exc}"
             candidate.stop_quietly()
             shutil.rmtree(data, ignore_errors=True)
             port += 2
