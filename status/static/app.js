@@ -6,35 +6,10 @@
 
 const params = new URLSearchParams(location.search);
 const EVERY_S = Math.max(0.2, Number(params.get("every")) || 10);
-const $ = (id) => document.getElementById(id);
-const TOKEN_KEY = "prophoto-ingest-status-token";
-
-class NeedsToken extends Error {}
-
-async function api(path) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const r = await fetch(path, { cache: "no-store", headers });
-  if (r.status === 401) {
-    if (token) sessionStorage.removeItem(TOKEN_KEY);
-    $("token-box").hidden = false;
-    $("token-error").textContent = token ? "that token was refused" : "";
-    throw new NeedsToken("this status service needs its token");
-  }
-  $("token-box").hidden = true;
-  return r;
-}
 
 function bytes(n) {
   if (n === null || n === undefined) return "–";
   return (n / (1024 * 1024)).toFixed(0) + " MB";
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  if (cls) e.className = cls;
-  return e;
 }
 
 function secs(x) {
@@ -130,18 +105,8 @@ function render(s) {
   renderLatency(s.preview_latency);
 }
 
-let csrf = null;
-
-async function post(path, body) {
-  if (!csrf) csrf = (await (await api("/api/session")).json()).csrf;
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = { "Content-Type": "application/json", "X-CSRF-Token": csrf };
-  if (token) headers.Authorization = "Bearer " + token;
-  const r = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), cache: "no-store" });
-  const data = await r.json().catch(() => ({}));
-  if (r.status === 403) csrf = null;  // a new session next time
-  return { ok: r.ok, status: r.status, data };
-}
+// POSTs go through common.js's api(): token, CSRF and the same-origin check.
+const post = (path, body) => api(path, body);
 
 async function togglePause(topic, action, button) {
   button.disabled = true;
@@ -221,7 +186,7 @@ async function refresh(force) {
   try {
     const r = await api("/status" + (force ? "?refresh=1" : ""));
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    render(await r.json());
+    render(r.data);
   } catch (err) {
     for (const b of document.querySelectorAll("#health-bar .badge")) {
       b.classList.toggle("active", b.dataset.state === "unknown");
@@ -260,7 +225,7 @@ async function lookup(ev) {
   let data;
   try {
     const r = await api("/lookup/" + encodeURIComponent(uuid));
-    data = await r.json();
+    data = r.data;
     if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
   } catch (err) {
     $("lookup-error").textContent = err.message;
@@ -291,12 +256,7 @@ async function lookup(ev) {
   }
 }
 
-$("token-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
-  $("token-input").value = "";
-  refresh(true);
-});
+onTokenForm(() => refresh(true));
 $("refresh-every").textContent = EVERY_S;
 $("refresh-now").addEventListener("click", () => refresh(true));
 $("lookup-form").addEventListener("submit", lookup);

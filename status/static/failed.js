@@ -4,49 +4,11 @@
 // CSRF token (GET /api/session) and, when the service has one, its bearer token.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const TOKEN_KEY = "prophoto-ingest-status-token";
-const state = { page: 1, pages: 1, csrf: null, pending: null };
+const state = { page: 1, pages: 1, pending: null };
 
-class NeedsToken extends Error {}
-
-async function api(path, body) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const opts = { cache: "no-store", headers, credentials: "same-origin" };
-  if (body !== undefined) {
-    if (!state.csrf) await session();
-    opts.method = "POST";
-    headers["Content-Type"] = "application/json";
-    headers["X-CSRF-Token"] = state.csrf || "";
-    opts.body = JSON.stringify(body);
-  }
-  const r = await fetch(path, opts);
-  if (r.status === 401) {
-    if (token) sessionStorage.removeItem(TOKEN_KEY);
-    $("token-box").hidden = false;
-    $("token-error").textContent = token ? "that token was refused" : "";
-    throw new NeedsToken("this status service needs its token");
-  }
-  $("token-box").hidden = true;
-  let data = null;
-  try { data = await r.json(); } catch (_) { data = { error: `HTTP ${r.status}` }; }
-  return { status: r.status, ok: r.ok, data };
-}
-
-async function session() {
-  const r = await api("/api/session");
-  if (r.ok) {
-    state.csrf = r.data.csrf;
-    $("acting-as").textContent = r.data.by;
-  }
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  if (cls) e.className = cls;
-  return e;
+async function whoActs() {
+  const by = await session();
+  if (by) $("acting-as").textContent = by;
 }
 
 function when(iso) {
@@ -256,17 +218,10 @@ $("bulk-replay").addEventListener("click", () => dryRun("replay", { filter: filt
 $("bulk-forget").addEventListener("click", () => dryRun("forget", { filter: filter() }));
 $("confirm-go").addEventListener("click", confirmAction);
 $("confirm-cancel").addEventListener("click", () => { $("confirm-box").hidden = true; state.pending = null; });
-$("token-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
-  $("token-input").value = "";
-  state.csrf = null;
-  await session();
-  refreshAll();
-});
+onTokenForm(async () => { await whoActs(); refreshAll(); });
 
 const every = Math.max(0.5, Number(new URLSearchParams(location.search).get("every")) || 5);
 // /failed#id=<id> (the search page links dead letters so) opens that one's detail.
 const linked = new URLSearchParams(location.hash.slice(1)).get("id");
-session().catch(() => {}).finally(() => { refreshAll(); if (linked) detail(linked).catch(() => {}); });
+whoActs().catch(() => {}).finally(() => { refreshAll(); if (linked) detail(linked).catch(() => {}); });
 setInterval(refreshAll, every * 1000);

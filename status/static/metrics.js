@@ -3,37 +3,10 @@
 // createElementNS. When the trace store does not answer, the page says so.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const TOKEN_KEY = "prophoto-ingest-status-token";
 const COLORS = ["#1a73e8", "#d93025", "#1e8e3e", "#f9ab00", "#9334e6", "#12b5cb", "#e8710a", "#80868b"];
 const WINDOW_TEXT = { "1h": "the last hour", "24h": "the last 24 hours" };
 const state = { window: "1h" };
-
-class NeedsToken extends Error {}
-
-async function api(path) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const r = await fetch(path, { cache: "no-store", headers, credentials: "same-origin" });
-  if (r.status === 401) {
-    if (token) sessionStorage.removeItem(TOKEN_KEY);
-    $("token-box").hidden = false;
-    $("token-error").textContent = token ? "that token was refused" : "";
-    throw new NeedsToken("this status service needs its token");
-  }
-  $("token-box").hidden = true;
-  let data = null;
-  try { data = await r.json(); } catch (_) { data = { error: `HTTP ${r.status}` }; }
-  return { ok: r.ok, data };
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  if (cls) e.className = cls;
-  return e;
-}
 
 function svg(tag, attrs, text) {
   const e = document.createElementNS(SVG, tag);
@@ -217,12 +190,7 @@ for (const b of document.querySelectorAll("button.window")) {
     load();
   });
 }
-$("token-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
-  $("token-input").value = "";
-  load();
-});
+onTokenForm(load);
 
 // The service keeps an answer 30 s: asking more often costs nothing but shows it sooner.
 const every = Math.max(1, Number(new URLSearchParams(location.search).get("every")) || 30);

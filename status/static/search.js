@@ -2,34 +2,6 @@
 // trace row) and how much of each source was read. Text only through textContent.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const TOKEN_KEY = "prophoto-ingest-status-token";
-
-class NeedsToken extends Error {}
-
-async function api(path) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const r = await fetch(path, { cache: "no-store", headers, credentials: "same-origin" });
-  if (r.status === 401) {
-    if (token) sessionStorage.removeItem(TOKEN_KEY);
-    $("token-box").hidden = false;
-    $("token-error").textContent = token ? "that token was refused" : "";
-    throw new NeedsToken("this status service needs its token");
-  }
-  $("token-box").hidden = true;
-  let data = null;
-  try { data = await r.json(); } catch (_) { data = { error: `HTTP ${r.status}` }; }
-  return { status: r.status, ok: r.ok, data };
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  if (cls) e.className = cls;
-  return e;
-}
-
 function when(t) {
   if (t === null || t === undefined || t === "") return "";
   const d = typeof t === "number" ? new Date(t * 1000) : new Date(t);
@@ -112,12 +84,7 @@ async function run() {
 }
 
 $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); run(); });
-$("token-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
-  $("token-input").value = "";
-  if ($("s-q").value.trim()) run();
-});
+onTokenForm(() => { if ($("s-q").value.trim()) run(); });
 
 const start = new URLSearchParams(location.search);
 if (start.get("field")) $("s-field").value = start.get("field");

@@ -300,7 +300,8 @@ async def test_dashboard_is_served_by_the_service_itself(client: ClientFactory) 
     page = await (await c.get("/")).text()
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
     # links and assets
-    assert sorted(assets) == ["/charts", "/failed", "/search", "/static/app.css", "/static/app.js"]
+    assert sorted(assets) == ["/charts", "/failed", "/search", "/static/app.css", "/static/app.js",
+                              "/static/common.js"]
     for a in assets:
         assert (await c.get(a)).status == 200
     for f in Path(web.STATIC).iterdir():
