@@ -91,7 +91,9 @@ class PauseTail:
 
         def left() -> float:
             return max(0.05, deadline - self.clock())
-        lo, hi = self._watermarks(TopicPartition(self.topic, 0), deadline)
+        # ensure_topics returns only once new topics answer offset queries: no retry here.
+        lo, hi = self._c.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=left(),
+                                               cached=False)
         start = max(self._next if self._next is not None else lo, lo)
         if start < hi:
             self._c.assign([TopicPartition(self.topic, 0, start)])
@@ -107,25 +109,6 @@ class PauseTail:
         self._next = start
         self.caught_up = start >= hi
         return dict(self.pauses)
-
-    def _watermarks(self, tp: Any, deadline: float) -> tuple[int, int]:
-        from confluent_kafka import KafkaError, KafkaException
-
-        while True:
-            try:
-                lo, hi = self._c.get_watermark_offsets(
-                    tp, timeout=max(0.05, deadline - self.clock()), cached=False)
-                return int(lo), int(hi)
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                # A topic created a moment ago has no leader yet: ask again until the deadline.
-                transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in (
-                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART,
-                    KafkaError.LEADER_NOT_AVAILABLE, KafkaError._UNKNOWN_PARTITION,
-                    KafkaError._UNKNOWN_TOPIC))
-                if not transient or self.clock() + 0.2 >= deadline:
-                    raise
-                time.sleep(0.2)
 
     def _apply(self, m: Any) -> None:
         got = decode(m.key(), m.value())
