@@ -128,6 +128,7 @@ class Context:
     job_running_s: float | None = None  # the longest job in flight on it
     job_timeout_s: float | None = None
     busy: str | None = None  # its worker's every slot runs a job within its timeout
+    released_s: float | None = None  # a hold (pause, busy worker, job) ended this long ago
 
 
 NO_CONTEXT = Context()
@@ -186,6 +187,14 @@ def _from_heartbeats(ctx: Context) -> tuple[State, str] | None:
     return None
 
 
+def _just_released(ctx: Context, threshold_s: float) -> tuple[State, str] | None:
+    # The stall clock restarts when a hold ends: a backlog a pause kept waiting is not
+    # stuck the moment the pause is lifted (while a member holds it).
+    if ctx.released_s is not None and ctx.released_s <= threshold_s:
+        return State.PENDING, f"held back until {_secs(ctx.released_s)} ago, not yet picked up"
+    return None
+
+
 def evaluate(
     window: Sequence[Sample], now: float, threshold_s: float, *, rebalancing: bool = False,
     ctx: Context = NO_CONTEXT,
@@ -220,7 +229,7 @@ def evaluate(
     if moved_at is not None and now - moved_at <= threshold_s:
         return verdict(State.PROCESSING, f"{waiting}; committed offset moved {_secs(now - moved_at)} ago"
                        + _falling_behind(window))
-    said = _from_heartbeats(ctx)
+    said = _from_heartbeats(ctx) or (_just_released(ctx, threshold_s) if s.held else None)
     if said is not None:
         return verdict(said[0], f"{waiting}; {said[1]}")
     if age <= threshold_s:

@@ -203,6 +203,7 @@ class Tracker:
         self.windows: dict[tuple[str, int], health.Window] = {}
         self._horizon = horizon
         self._topics = Topics.from_settings(settings.kafka)
+        self._held_at: dict[tuple[str, int], float] = {}  # when a hold was last seen
 
     def build(self, rnd: KafkaRound) -> StatusReport:
         held = {tp for m in rnd.members for tp in m.assigned}
@@ -224,6 +225,10 @@ class Tracker:
             ctx = contexts.get(key, health.NO_CONTEXT)
             if p.topic in paused:  # the operator's word outranks what a worker last said
                 ctx = dataclasses.replace(ctx, paused=paused[p.topic])
+            if ctx.paused or ctx.busy or ctx.job_running_s is not None:
+                self._held_at[key] = now
+            elif key in self._held_at:
+                ctx = dataclasses.replace(ctx, released_s=max(0.0, now - self._held_at[key]))
             v = (health.unknown(p.error) if p.error else
                  health.evaluate(list(win.samples), now, w.threshold_s, rebalancing=rnd.rebalancing,
                                  ctx=ctx))
@@ -234,7 +239,8 @@ class Tracker:
                 moved_seen=v.moved_seen, held=key in held, status=v.state, reason=v.reason,
             ))
         for key in set(self.windows) - seen:
-            del self.windows[key]  # topic deleted or shrunk: forget its history
+            del self.windows[key]
+            self._held_at.pop(key, None)  # topic deleted or shrunk: forget its history
         return self._report(rnd, by_topic, verdicts)
 
     def _operator_pauses(self, rnd: KafkaRound) -> dict[str, str]:

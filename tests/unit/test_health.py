@@ -323,3 +323,10 @@ def test_hints_say_what_to_do() -> None:
     assert hint(rollup(idle), idle, members=0, pending=0) == "nothing waiting; no worker is running"
     pending = {"ingest/0": _v(State.PENDING, 2, 3.0)}
     assert "2 waiting" in hint(rollup(pending), pending, members=1, pending=2)
+
+
+def test_a_backlog_released_from_a_hold_gets_one_threshold_before_a_stall() -> None:
+    w = history([(t, 50, 10) for t in range(0, 120, 5)], oldest={115: 0.0})
+    assert judge(w, ctx=Context(released_s=2.0)).state is State.PENDING
+    assert "held back until 2.0 s ago" in judge(w, ctx=Context(released_s=2.0)).reason
+    assert judge(w, ctx=Context(released_s=T + 1)).state is State.STALLED
