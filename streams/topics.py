@@ -244,8 +244,9 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
     if problems:
         raise TopicMismatch("; ".join(problems))
     created = _create(admin, kafka, missing, timeout) if missing else []
-    if missing:
-        _await_leaders(admin, [s.name for s in missing], timeout)
+    # Every topic, not only those made here: workers started together find the topics one
+    # of them has just created in the metadata before their leaders serve.
+    _await_leaders(admin, [s.name for s in specs], timeout)
     # Checked after creating: a topic another process made meanwhile is checked too.
     problems = _config_problems(
         admin, kafka, [s for s in specs if s.enforced and s.name not in created], timeout
@@ -286,7 +287,7 @@ def _await_leaders(admin: Any, names: list[str], timeout: float) -> None:
         if not waiting:
             return
         if time.monotonic() >= deadline:
-            raise TopicMismatch(f"topics not serving {timeout:g} s after creating them: "
+            raise TopicMismatch(f"topics not serving offset queries within {timeout:g} s: "
                                 + ", ".join(sorted(waiting)[:5]))
         time.sleep(0.2)
 

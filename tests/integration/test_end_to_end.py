@@ -185,3 +185,30 @@ def test_dead_letters_are_kept_until_resolved(settings: Settings) -> None:
         else:
             assert conf["retention.ms"].value == "-1" and conf["retention.bytes"].value == "-1"
             assert conf["cleanup.policy"].value == "delete"
+
+
+def test_topics_another_process_just_created_serve_when_ensure_topics_returns(settings: Settings) -> None:
+    """Workers started together: one creates the topics, the others find them in the
+    metadata a moment later, before their leaders serve. ensure_topics returns only once
+    every partition answers an offset query, whoever created it (three workers started at
+    once under load died on NOT_LEADER_FOR_PARTITION at their first watermark query)."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from streams.topics import ensure_topics
+
+    topics = Topics.from_settings(settings.kafka)
+    specs = [s for s in topics.specs() if not s.enforced]
+    admin = AdminClient(settings.kafka.confluent_config())
+    futures = admin.create_topics([NewTopic(s.name, s.partitions, 1, config=s.kafka_config())
+                                   for s in specs])
+    for fut in futures.values():
+        fut.result(10)  # created: in the metadata, leaders perhaps not yet serving
+    assert ensure_topics(settings.kafka, specs) == []  # none left for this process to create
+    c = Consumer({**settings.kafka.confluent_config(), "group.id": "probe", "log_level": 2})
+    try:
+        for s in specs:
+            for p in range(s.partitions):
+                c.get_watermark_offsets(TopicPartition(s.name, p), timeout=10, cached=False)
+    finally:
+        c.close()
