@@ -375,8 +375,7 @@ def _refuse_if_members(admin: Any, group: str, timeout: float) -> None:
     """Kafka does not always refuse an admin offset commit while members hold the group's
     partitions (seen with the workers' aiokafka members): ask the group itself first."""
     try:
-        desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(
-            timeout=timeout)
+        desc = kafka.describe_group(admin, group, timeout)
     except KafkaException as exc:
         raise KafkaUnavailable(f"cannot describe group {group!r}: {exc.args[0]}") from exc
     members = list(getattr(desc, "members", None) or [])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from streams import deadletter as dl
 from streams.failed import DeadLetters
+from streams.kafka import describe_group
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.storage import PREVIEWS, LocalStorage
@@ -293,7 +294,7 @@ def test_clear_while_a_worker_runs_is_refused_and_moves_nothing(
     group = settings.kafka.group_id
 
     def a_member() -> bool:
-        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        desc = describe_group(admin, group, 10)
         return bool(desc.members) and desc.state.name == "STABLE"
 
     wait_until(a_member, 60, lambda: worker.output()[-3000:])

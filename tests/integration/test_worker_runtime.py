@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from PIL import Image
 
 from streams.failed import DeadLetters
+from streams.kafka import describe_group
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.storage import LocalStorage
@@ -62,8 +63,7 @@ def _health(port: int) -> dict:
 def _members(settings: Settings) -> list:
     admin = AdminClient(settings.kafka.confluent_config())
     group = settings.kafka.group_id
-    desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return list(desc.members)
+    return list(describe_group(admin, group, 10).members)
 
 
 def _committed(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
