@@ -55,6 +55,15 @@ def _done(st: LocalStorage, events: list) -> int:
     return sum(st.preview_path(e.uuid).exists() for e in events)
 
 
+def _group_story(settings: Settings, st: LocalStorage, ups: list, a, b) -> str:
+    """What a timed-out wait in the two-Deployment test shows: progress, who holds what, logs."""
+    held = [(m.client_id, sorted((tp.topic, tp.partition) for tp in m.assignment.topic_partitions))
+            for m in _members(settings)]
+    meta = sum(st.metadata_path(u.uuid).exists() for u in ups[:4])
+    return (f"{_done(st, ups)}/8 previews, {meta}/4 metadata; members {held}\n"
+            f"--- ingest worker:\n{a.output()[-6000:]}\n--- preview worker:\n{b.output()[-3000:]}")
+
+
 def _health(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
         return json.loads(r.read())  # type: ignore[no-any-return]
@@ -258,7 +267,7 @@ def test_worker_groups_with_different_topics_share_one_consumer_group(
     _publish(settings, topics.job(Job.PREVIEW), ups)
     _publish(settings, topics.job(Job.INGEST), [ingest_request(u) for u in ups[:4]])
     wait_until(lambda: _done(st, ups) == 8 and all(st.metadata_path(u.uuid).exists() for u in ups[:4]),
-               90, lambda: a.output()[-1500:] + b.output()[-1500:])
+               90, lambda: _group_story(settings, st, ups, a, b))
     assert "job=preview" not in a.output() and "job=ingest " not in b.output()
     for m in _members(settings):
         names = {tp.topic for tp in m.assignment.topic_partitions if "__assignor" not in tp.topic}
