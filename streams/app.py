@@ -25,6 +25,7 @@ from imaging import Imager, ImagingConfig
 from . import headers
 from .agents import enhance, ingest, preview
 from .agents.base import Handler, JobRunner, Record, Services, worker_id
+from .commits import install as install_commit_retry
 from .deadletter import headers_to_dict
 from .deliveries import DeliveryLedger
 from .errors import StorageUnavailable
@@ -152,6 +153,7 @@ def create_app(
         stream_buffer_maxsize=stream_buffer(k.partitions),
         datadir=Path(tempfile.gettempdir()) / f"prophoto-faust-{os.getpid()}",
     )
+    install_commit_retry(app)  # a refused commit is sent again (faust-streaming #316)
     # acks=all and the idempotent producer (faust only sets them for transactions): a
     # record the runner counts as delivered is on every in-sync replica, and a retried
     # produce is not written twice.
