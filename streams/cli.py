@@ -140,9 +140,7 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
         lag_threshold=w.priority_lag_threshold, health_port=w.health_port,
         timeout_s=w.timeout_s, heartbeat_s=w.heartbeat_s,
     )
-    from confluent_kafka import KafkaException
-
-    with failures(unreachable=(PublishError, KafkaException)):
+    with failures():  # PauseTail raises KafkaUnavailable
         runtime.load_pauses()
     app, services = create_app(settings, jobs, runtime)
     runtime.worker_id = services.worker_id
@@ -206,11 +204,9 @@ def _pause_topics(ctx: Ctx, names: tuple[str, ...]) -> list[str]:
 
 
 def _current_pauses(ctx: Ctx) -> dict[str, Any]:
-    from confluent_kafka import KafkaException
-
     from .pauses import PauseTail
 
-    with failures(unreachable=(PublishError, KafkaException)):
+    with failures():
         tail = PauseTail(ctx.settings.kafka, ctx.topics.pauses, f"pauses-cli-{os.getpid()}")
         try:
             return dict(tail.update(ctx.settings.kafka.request_timeout_s))

@@ -12,10 +12,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from .errors import KafkaUnavailable
 from .settings import KafkaSettings
 
 
-class PublishError(RuntimeError):
+class PublishError(KafkaUnavailable):
     """Some sends failed. ``uncertain_keys``: the broker may have written them (the
     delivery timed out or never reported), so whatever they announce must be kept."""
 
