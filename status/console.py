@@ -45,15 +45,14 @@ from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from streams import pauses
+from streams.errors import KafkaUnavailable
 from streams.failed import (
     DeadLetterEntry,
     DeadLetters,
     Filter,
-    KafkaUnavailable,
     actions,
     record_action,
 )
-from streams.producer import PublishError
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -247,7 +246,8 @@ def _unavailable(exc: Exception) -> web.Response:
     return _error(f"Kafka is not answering, nothing was done: {exc}", 503)
 
 
-KAFKA_ERRORS = (KafkaUnavailable, PublishError, KafkaException)
+# KafkaException: what librdkafka raises from calls not yet made through streams.kafka.
+KAFKA_ERRORS = (KafkaUnavailable, KafkaException)
 
 
 # -- safety -----------------------------------------------------------------------------------

@@ -12,14 +12,14 @@ is and the headers an operator needs, so looking one upload up costs no scan.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
+from streams.errors import KafkaUnavailable
+from streams.kafka import TopicTail
 from streams.topics import DEAD_LETTER_ID_HEADER, Topics
 
 TP = tuple[str, int]
@@ -49,10 +49,9 @@ class DeadLetterTally:
     def __init__(
         self, consumer_conf: dict[str, Any], topics: Topics, dead_letter_topics: Iterable[str]
     ) -> None:
-        self._c = Consumer(consumer_conf)
+        self._tail = TopicTail(consumer_conf)
         self.state_topic = topics.dead_letter_state
         self.dlq = list(dead_letter_topics)
-        self._next: dict[TP, int] = {}  # next offset to read, per assigned partition
         self.ids: dict[str, set[str]] = {name: set() for name in self.dlq}
         self.resolved: set[str] = set()
         self.by_key: dict[str, list[IndexedDeadLetter]] = {}
@@ -60,7 +59,7 @@ class DeadLetterTally:
         self.caught_up = False
 
     def close(self) -> None:
-        self._c.close()
+        self._tail.close()
 
     def update(
         self, watermarks: Mapping[TP, tuple[int, int]], deadline: float
@@ -68,42 +67,18 @@ class DeadLetterTally:
         """Read what is new up to the given end offsets (dead-letter topics) and the state
         topic's end; returns unresolved per topic and whether it caught up in time."""
         ends = dict(watermarks)
-        try:
-            lo, hi = self._c.get_watermark_offsets(TopicPartition(self.state_topic, 0),
-                                                   timeout=max(0.05, deadline - time.monotonic()))
-            ends[(self.state_topic, 0)] = (lo, hi)
-        except KafkaException:
-            pass  # no state topic yet, or late: count without resolutions this round
-        caught_up = self._read(ends, deadline)
+        # No state topic yet, or late: count without resolutions this round.
+        with contextlib.suppress(KafkaUnavailable):
+            ends.update(self._tail.watermarks([(self.state_topic, 0)], deadline))
+        caught_up = self._tail.read(deadline, lambda m: self._apply(m.topic() or "", m), ends)
         self.caught_up = caught_up
         per_topic = {name: len(ids - self.resolved) for name, ids in self.ids.items()}
         # Records not read yet (a first pass cut short by the deadline) count as open
         # until they are read: the count never drops below the truth while catching up.
         for (topic, p), (_, hi) in watermarks.items():
             if topic in per_topic:
-                per_topic[topic] += max(0, hi - self._next.get((topic, p), hi))
+                per_topic[topic] += max(0, hi - self._tail.next.get((topic, p), hi))
         return per_topic, caught_up
-
-    def _read(self, ends: Mapping[TP, tuple[int, int]], deadline: float) -> bool:
-        todo: dict[TP, int] = {}
-        for tp, (lo, hi) in ends.items():
-            start = max(self._next.get(tp, lo), lo)
-            if hi > start:
-                todo[tp] = hi
-            self._next.setdefault(tp, start)
-        if not todo:
-            return True
-        self._c.assign([TopicPartition(t, p, self._next[(t, p)]) for (t, p) in todo])
-        while todo and time.monotonic() < deadline:
-            for m in self._c.consume(500, timeout=min(0.1, max(0.0, deadline - time.monotonic()))):
-                if m.error() is not None:
-                    continue
-                tp = (m.topic() or "", m.partition() or 0)
-                self._apply(tp[0], m)
-                self._next[tp] = (m.offset() or 0) + 1
-                if tp in todo and self._next[tp] >= todo[tp]:
-                    del todo[tp]
-        return not todo
 
     def _apply(self, topic: str, m: Any) -> None:
         if topic == self.state_topic:

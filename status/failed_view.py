@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
 from streams import deadletter as dl
+from streams import kafka
+from streams.errors import KafkaUnavailable
 from streams.failed import (
     RESOLVED,
     DeadLetterEntry,
     Filter,
-    KafkaUnavailable,
     apply_state,
     entry_from_message,
     open_entries,
 )
+from streams.kafka import TopicTail
 from streams.settings import KafkaSettings
 from streams.topics import JOB_TOPICS, Job, Topics
 
@@ -289,22 +289,21 @@ class FailedIndex:
         self.refreshed_at = 0.0  # monotonic
         self.version = 0
         self._open: tuple[int, list[DeadLetterEntry]] | None = None
-        self._c: Consumer | None = None
+        self._t: TopicTail | None = None
         self.lock = threading.Lock()
 
-    def _consumer(self) -> Consumer:
-        if self._c is None:
-            self._c = Consumer({
-                **self.kafka.confluent_config(),
-                "group.id": f"prophoto-ingest-failed-page-{uuid_mod.uuid4().hex[:8]}",
-                "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            })
-        return self._c
+    def _tail(self) -> TopicTail:
+        if self._t is None:
+            self._t = TopicTail(kafka.reader_config(
+                self.kafka, f"prophoto-ingest-failed-page-{uuid_mod.uuid4().hex[:8]}"),
+                [*self.jobs, self.topics.dead_letter_state])
+            self._t.next = self._next
+        return self._t
 
     def close(self) -> None:
-        if self._c is not None:
-            self._c.close()
-            self._c = None
+        if self._t is not None:
+            self._t.close()
+            self._t = None
 
     def refresh(self, max_age_s: float = 0.0, timeout_s: float = 30.0) -> bool:
         """Catch up unless the last catch-up is younger than ``max_age_s``; True if it read."""
@@ -313,45 +312,17 @@ class FailedIndex:
                 return False
             try:
                 self._catch_up(timeout_s)
-            except KafkaException as exc:
+            except KafkaUnavailable:
                 self.close()  # a client that lived through a broker restart may never answer
-                raise KafkaUnavailable(f"Kafka error: {exc}") from exc
+                raise
             self.refreshed_at = time.monotonic()
             return True
 
     def _catch_up(self, timeout_s: float) -> None:
-        c = self._consumer()
-        t = self.kafka.request_timeout_s
-        md = c.list_topics(timeout=t)
-        if not md.brokers:
-            raise KafkaUnavailable(f"no broker answered at {self.kafka.bootstrap_servers}")
-        ends: dict[TP, int] = {}
-        for name in [*self.jobs, self.topics.dead_letter_state]:
-            meta = md.topics.get(name)
-            if meta is None or meta.error is not None:
-                continue
-            for p in meta.partitions:
-                lo, hi = c.get_watermark_offsets(TopicPartition(name, p), timeout=t, cached=False)
-                start = max(self._next.get((name, p), lo), lo)
-                self._next[(name, p)] = start
-                if hi > start:
-                    ends[(name, p)] = hi
-        if not ends:
-            return
-        c.assign([TopicPartition(n, p, self._next[(n, p)]) for (n, p) in ends])
-        deadline = time.monotonic() + timeout_s
-        while ends:
-            if time.monotonic() > deadline:
-                raise KafkaUnavailable(f"timed out reading {sorted({n for n, _ in ends})}")
-            for m in c.consume(1000, timeout=0.2):
-                if m.error() is not None:
-                    continue
-                tp = (m.topic() or "", m.partition() or 0)
-                self._apply(tp[0], m)
-                self._next[tp] = (m.offset() or 0) + 1
-                if tp in ends and self._next[tp] >= ends[tp]:
-                    del ends[tp]
-        c.unassign()
+        tail = self._tail()
+        names = tail.topics
+        if not tail.read(time.monotonic() + timeout_s, lambda m: self._apply(m.topic() or "", m)):
+            raise KafkaUnavailable(f"timed out reading {sorted(names)}")
 
     def _apply(self, topic: str, m: Any) -> None:
         self.version += 1

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from pydantic import ValidationError
 
+from streams.errors import KafkaUnavailable
 from streams.heartbeat import Heartbeat
+from streams.kafka import TopicTail
 
 log = logging.getLogger("status.heartbeats")
 
@@ -37,22 +39,21 @@ class Seen:
 class HeartbeatTail:
     def __init__(self, consumer_conf: dict[str, Any], topic: str,
                  clock: Callable[[], float] = time.time) -> None:
-        self._c = Consumer(consumer_conf)
+        self._tail = TopicTail(consumer_conf)
         self.topic = topic
         self.clock = clock
-        self._next: int | None = None
         self.latest: dict[str, Seen] = {}
         self.malformed = 0
 
     def close(self) -> None:
-        self._c.close()
+        self._tail.close()
 
     def update(self, deadline: float) -> dict[str, Seen]:
         """Read what is new (within the deadline); the latest heartbeat per worker."""
         deadline = max(deadline, time.monotonic() + MIN_READ_S)
         try:
             self._read(deadline)
-        except KafkaException as exc:
+        except KafkaUnavailable as exc:
             # No heartbeats topic yet, or late: the workers are judged without them.
             log.debug("heartbeats not read this round: %s", exc)
         now = self.clock()
@@ -60,31 +61,14 @@ class HeartbeatTail:
             del self.latest[wid]
         return dict(self.latest)
 
-    def _left(self, deadline: float) -> float:
-        return max(0.05, deadline - time.monotonic())
-
     def _read(self, deadline: float) -> None:
-        tp = TopicPartition(self.topic, 0)
-        lo, hi = self._c.get_watermark_offsets(tp, timeout=self._left(deadline), cached=False)
-        if self._next is None:
-            since = TopicPartition(self.topic, 0, int((self.clock() - LOOKBACK_S) * 1000))
-            found = self._c.offsets_for_times([since], timeout=self._left(deadline))[0]
-            self._next = found.offset if found.offset >= 0 else hi
-        start = max(self._next, lo)
-        if start >= hi:
-            self._next = start
-            return
-        self._c.assign([TopicPartition(self.topic, 0, start)])
-        try:
-            while start < hi and time.monotonic() < deadline:
-                for m in self._c.consume(200, timeout=min(0.05, self._left(deadline))):
-                    if m.error() is not None:
-                        continue
-                    start = (m.offset() or 0) + 1
-                    self._apply(m)
-        finally:
-            self._next = start
-            self._c.unassign()
+        tp = (self.topic, 0)
+        ends = self._tail.watermarks([tp], deadline)
+        if tp not in self._tail.next:  # the first read: only the last few minutes
+            since = int((self.clock() - LOOKBACK_S) * 1000)
+            found = self._tail.offset_for_time(tp, since, deadline)
+            self._tail.next[tp] = ends[tp][1] if found is None else found
+        self._tail.read(deadline, self._apply, ends)
 
     def _apply(self, m: Any) -> None:
         try:

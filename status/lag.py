@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
 
 from streams import kafka
+from streams.errors import KafkaUnavailable
 from streams.pauses import Pause, PauseTail
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics
@@ -258,7 +259,7 @@ class Probe:
         beats = tuple(self._beats.update(budget.deadline).values())
         try:
             pauses = self._pauses.update(budget.left())
-        except KafkaException:
+        except KafkaUnavailable:
             pauses = dict(self._pauses.pauses)  # late this round: the last state read
         return KafkaRound(
             taken_at=taken_at, duration_s=time.monotonic() - start,

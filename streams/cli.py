@@ -18,6 +18,7 @@ import click
 
 from . import codec
 from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
+from .errors import KafkaUnavailable
 
 # Re-exported for command modules written against cli.py; new ones import streams.clictx.
 __all__ = ["EXIT_FAILED", "EXIT_KAFKA", "Ctx", "failures", "main", "pass_ctx"]
@@ -140,9 +141,7 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
         lag_threshold=w.priority_lag_threshold, health_port=w.health_port,
         timeout_s=w.timeout_s, heartbeat_s=w.heartbeat_s,
     )
-    from confluent_kafka import KafkaException
-
-    with failures(unreachable=(PublishError, KafkaException)):
+    with failures():  # PauseTail raises KafkaUnavailable
         runtime.load_pauses()
     app, services = create_app(settings, jobs, runtime)
     runtime.worker_id = services.worker_id
@@ -206,11 +205,9 @@ def _pause_topics(ctx: Ctx, names: tuple[str, ...]) -> list[str]:
 
 
 def _current_pauses(ctx: Ctx) -> dict[str, Any]:
-    from confluent_kafka import KafkaException
-
     from .pauses import PauseTail
 
-    with failures(unreachable=(PublishError, KafkaException)):
+    with failures():
         tail = PauseTail(ctx.settings.kafka, ctx.topics.pauses, f"pauses-cli-{os.getpid()}")
         try:
             return dict(tail.update(ctx.settings.kafka.request_timeout_s))
@@ -314,8 +311,6 @@ def upload(ctx: Ctx, paths: tuple[Path, ...], owner: str | None, gallery: str | 
 def _publish_failed(ctx: Ctx, events: list[Any], exc: PublishError, since: dict[int, int]) -> None:
     """Undo only what was surely not announced: a file whose event may be on the broker
     stays, or its preview job would find no upload."""
-    from confluent_kafka import KafkaException
-
     kafka, topic, storage = ctx.settings.kafka, ctx.topics.job(Job.PREVIEW), ctx.storage
     delivered, uncertain = set(exc.delivered_keys), set(exc.uncertain_keys) - exc.delivered_keys
     if uncertain:
@@ -323,7 +318,7 @@ def _publish_failed(ctx: Ctx, events: list[Any], exc: PublishError, since: dict[
             found = keys_written_since(kafka, topic, since, uncertain, kafka.request_timeout_s)
             delivered |= found
             uncertain = set()
-        except KafkaException:
+        except KafkaUnavailable:
             pass  # it does not answer: keep them
     lost = [ev for ev in events if ev.key not in delivered and ev.key not in uncertain]
     for ev in lost:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from .clictx import EXIT_FAILED, Ctx, failures, pass_ctx
-from .failed import DeadLetterEntry, DeadLetters, Filter, KafkaUnavailable
-from .producer import PublishError
+from .errors import KafkaUnavailable
+from .failed import DeadLetterEntry, DeadLetters, Filter
 
 
 def _since(value: str | None) -> datetime | None:
@@ -34,7 +34,7 @@ def _store(ctx: Ctx) -> DeadLetters:
 
 
 def _kafka_failures() -> AbstractContextManager[None]:
-    return failures(failed=(), unreachable=(KafkaUnavailable, PublishError))
+    return failures(failed=(), unreachable=(KafkaUnavailable,))
 
 
 def _load(ctx: Ctx, flt: Filter) -> list[DeadLetterEntry]:

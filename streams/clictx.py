@@ -11,8 +11,7 @@ from contextlib import contextmanager
 
 import click
 
-from .errors import IngestError
-from .producer import PublishError
+from .errors import IngestError, KafkaUnavailable
 from .settings import Settings, load
 from .storage import LocalStorage
 from .topics import TopicMismatch, Topics
@@ -49,7 +48,7 @@ FAILED: tuple[type[BaseException], ...] = (IngestError, TopicMismatch, ValueErro
 @contextmanager
 def failures(
     failed: tuple[type[BaseException], ...] = FAILED,
-    unreachable: tuple[type[BaseException], ...] = (PublishError,),
+    unreachable: tuple[type[BaseException], ...] = (KafkaUnavailable,),
 ) -> Iterator[None]:
     """Turn known failures into one clear line and an exit code: ``unreachable`` (Kafka did
     not answer) exits EXIT_KAFKA, ``failed`` exits EXIT_FAILED."""

@@ -14,9 +14,14 @@ what the old one wrote before it died.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+import time
 
+from confluent_kafka import Message
+
+from .errors import KafkaUnavailable
+from .kafka import TopicTail, reader_config
 from .settings import KafkaSettings
 
 log = logging.getLogger("streams.deliveries")
@@ -33,7 +38,7 @@ class DeliveryLedger:
         self.group = kafka.group_id
         self.max_deliveries = max_deliveries
         self.counts: dict[bytes, int] = {}
-        self._consumer: Any = None
+        self._tail: TopicTail | None = None
         self._synced_generation: int | None = None
         self._lock = asyncio.Lock()
 
@@ -58,46 +63,26 @@ class DeliveryLedger:
             self._synced_generation = generation
 
     def _read_to_end(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+        if self._tail is None:
+            self._tail = TopicTail(reader_config(self.kafka, f"{self.group}-ledger"), [self.topic])
+        deadline = time.monotonic() + self.kafka.request_timeout_s * 3
+        if not self._tail.read(deadline, self._apply):
+            raise KafkaUnavailable(f"timed out reading {self.topic}")  # read on from there
 
-        if self._consumer is None:
-            c = Consumer({**self.kafka.confluent_config(), "group.id": f"{self.group}-ledger",
-                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-            md = c.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
-            parts = sorted(md.topics[self.topic].partitions)
-            c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
-            self._consumer = c
-        c = self._consumer
-        ends = {}
-        for tp in c.assignment():
-            _, hi = c.get_watermark_offsets(tp, timeout=self.kafka.request_timeout_s, cached=False)
-            ends[tp.partition] = hi
-        while True:
-            positions = {tp.partition: tp.offset for tp in c.position(c.assignment())}
-            if all(positions.get(p, 0) >= hi or hi == 0 for p, hi in ends.items()):
-                return
-            msgs = c.consume(1000, timeout=1.0)
-            for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() == -191:  # _PARTITION_EOF
-                        continue
-                    raise KafkaException(err)
-                key = m.key() or b""
-                value = m.value()
-                if value is None:
-                    self.counts.pop(key, None)
-                else:
-                    try:
-                        self.counts[key] = int(value)
-                    except ValueError:
-                        continue  # not ours to judge; the next write fixes it
+    def _apply(self, m: Message) -> None:
+        key = m.key() or b""
+        value = m.value()
+        if value is None:
+            self.counts.pop(key, None)
+            return
+        with contextlib.suppress(ValueError):  # not ours to judge; the next write fixes it
+            self.counts[key] = int(value)
 
     def delivered(self, key: bytes) -> int:
         """Deliveries counted so far, without this one."""
         return self.counts.get(key, 0)
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None

@@ -14,6 +14,14 @@
 
 Errors from ``imaging`` carry their own ``retriable`` flag; anything unknown is treated as
 transient (it may be a hiccup), so it is retried and then dead-lettered, never lost.
+
+Beside the jobs' tree, one class for "Kafka didn't answer" in the operator tools and the
+status service (every reader in ``kafka.py`` raises it; the CLI maps it to its exit code):
+
+    KafkaUnavailable             no broker answered, or not in time, or it refused
+    ├── producer.PublishError    sends not acknowledged
+    ├── status KafkaUnreachable  no metadata at all within the status timeout
+    └── status KafkaLate         part of a status round unanswered in time
 """
 
 from __future__ import annotations
@@ -62,6 +70,11 @@ class JobTimeout(TransientError):
 
 class DeliveryFailed(TransientError):
     """A record the job owes (output, trace, retry, dead letter) was not acknowledged."""
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka did not answer (or refused) what an operator tool or the status service asked.
+    Not an IngestError: the CLI tells "Kafka is away" (its own exit code) from "failed"."""
 
 
 def is_retriable(exc: BaseException) -> bool:

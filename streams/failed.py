@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid as uuid_mod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +22,11 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from . import deadletter as dl
 from . import kafka, retry
+from .errors import KafkaUnavailable
+from .kafka import TopicTail, read_to_end
 from .producer import EventProducer
 from .settings import KafkaSettings
 from .topics import Job, Topics
-
-
-class KafkaUnavailable(RuntimeError):
-    pass
 
 
 @dataclass
@@ -107,59 +105,8 @@ class Filter:
                                      (self.gallery, body.get("gallery_id"))))
 
 
-def _consumer(kafka: KafkaSettings) -> Consumer:
-    return Consumer({
-        **kafka.confluent_config(),
-        "group.id": f"prophoto-ingest-reader-{uuid_mod.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-    })
-
-
-def _snapshot(
-    c: Consumer, kafka: KafkaSettings, names: Iterable[str]
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """(low, high) watermarks of every non-empty partition of ``names``."""
-    md = c.list_topics(timeout=kafka.request_timeout_s)
-    if not md.brokers:
-        raise KafkaUnavailable(f"no broker answered at {kafka.bootstrap_servers}")
-    out: dict[tuple[str, int], tuple[int, int]] = {}
-    for name in names:
-        t = md.topics.get(name)
-        if t is None or t.error is not None:
-            continue
-        for p in t.partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(name, p), timeout=kafka.request_timeout_s)
-            if hi > lo:
-                out[(name, p)] = (lo, hi)
-    return out
-
-
-def read_all(kafka: KafkaSettings, topic_names: Iterable[str], timeout_s: float = 30.0) -> Iterator[Any]:
-    """Every record in ``topic_names`` up to the end offsets seen at the start (a snapshot)."""
-    c = _consumer(kafka)
-    try:
-        marks = _snapshot(c, kafka, topic_names)
-        ends = {tp: hi for tp, (_, hi) in marks.items()}
-        if not ends:
-            return
-        c.assign([TopicPartition(t, p, lo) for (t, p), (lo, _) in marks.items()])
-        deadline = time.monotonic() + timeout_s
-        while ends:
-            if time.monotonic() > deadline:
-                raise KafkaUnavailable(f"timed out reading {sorted({t for t, _ in ends})}")
-            for m in c.consume(1000, timeout=0.5):
-                tp = (m.topic(), m.partition())
-                if m.error() is not None or tp not in ends:
-                    continue  # partition EOF and transient errors: the end check decides
-                yield m
-                if (m.offset() or 0) + 1 >= ends[tp]:
-                    del ends[tp]
-    except KafkaException as exc:
-        raise KafkaUnavailable(f"Kafka error: {exc}") from exc
-    finally:
-        c.close()
+def _consumer(settings: KafkaSettings) -> Consumer:
+    return Consumer(kafka.reader_config(settings))
 
 
 class DeadLetters:
@@ -171,7 +118,7 @@ class DeadLetters:
     def states(self) -> dict[str, dict[str, Any]]:
         """The latest state record per dead-letter id (resolved, or replaying)."""
         out: dict[str, dict[str, Any]] = {}
-        for m in read_all(self.kafka, [self.topics.dead_letter_state]):
+        for m in read_to_end(self.kafka, [self.topics.dead_letter_state]):
             apply_state(out, m)
         return out
 
@@ -183,8 +130,8 @@ class DeadLetters:
         """Dead letters, newest copy per id, with the poison flag; unresolved by default."""
         by_id: dict[str, DeadLetterEntry] = {}
         names = {self.topics.dead_letter(j): j for j in Job}
-        for m in read_all(self.kafka, names):
-            entry = entry_from_message(m, names[m.topic()])
+        for m in read_to_end(self.kafka, names):
+            entry = entry_from_message(m, names[m.topic() or ""])
             by_id[entry.id] = entry
         return open_entries(by_id, self.states(), include_resolved=include_resolved)
 
@@ -301,35 +248,27 @@ class DeadLetters:
             since_ms = int(datetime.fromisoformat(str(state.get("at"))).timestamp() * 1000)
         except ValueError:
             since_ms = 0
-        c = _consumer(self.kafka)
-        try:
-            md = c.list_topics(e.source_topic, timeout=self.kafka.request_timeout_s)
-            meta = md.topics.get(e.source_topic)
-            if meta is None or meta.error is not None or e.key is None:
+        t = self.kafka.request_timeout_s
+        found = False
+
+        def each(m: Any) -> None:
+            nonlocal found
+            found = found or dl.headers_to_dict(m.headers()).get(dl.H_REPLAY_OF) == e.id
+
+        with TopicTail(kafka.reader_config(self.kafka), [e.source_topic]) as tail:
+            parts = tail.partitions(time.monotonic() + t)
+            if not parts or e.key is None:
                 return False
-            part = partition_for(e.key, len(meta.partitions))
-            [start] = c.offsets_for_times([TopicPartition(e.source_topic, part, since_ms)],
-                                          timeout=self.kafka.request_timeout_s)
-            if start.offset < 0:
+            tp = (e.source_topic, partition_for(e.key, len(parts)))
+            start = tail.offset_for_time(tp, since_ms, time.monotonic() + t)
+            if start is None:
                 return False  # nothing written since the mark
-            _, hi = c.get_watermark_offsets(TopicPartition(e.source_topic, part),
-                                            timeout=self.kafka.request_timeout_s)
-            c.assign([TopicPartition(e.source_topic, part, start.offset)])
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                for m in c.consume(500, timeout=0.5):
-                    if m.error() is not None:
-                        continue
-                    hdrs: Any = m.headers()
-                    if dl.headers_to_dict(hdrs).get(dl.H_REPLAY_OF) == e.id:
-                        return True
-                    if (m.offset() or 0) + 1 >= hi:
-                        return False
-            raise KafkaUnavailable(f"timed out looking for the replay of {e.id} in {e.source_topic}")
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"Kafka error: {exc}") from exc
-        finally:
-            c.close()
+            tail.next[tp] = start
+            caught_up = tail.read(time.monotonic() + 30, each,
+                                  tail.watermarks([tp], time.monotonic() + t))
+        if found or caught_up:
+            return found
+        raise KafkaUnavailable(f"timed out looking for the replay of {e.id} in {e.source_topic}")
 
 
 RESOLVED = "resolved"
@@ -419,49 +358,26 @@ class StateTail:
     """The resolution topic read to its end, then followed: a long replay sees a ``forget``
     made while it runs."""
 
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self.kafka = kafka
+    def __init__(self, kafka_settings: KafkaSettings, topic: str) -> None:
+        self.kafka = kafka_settings
         self.topic = topic
         self.state: dict[str, dict[str, Any]] = {}
-        self._c = _consumer(kafka)
-        self._assigned = False
+        self._tail = TopicTail(kafka.reader_config(kafka_settings), [topic])
 
     def __enter__(self) -> StateTail:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._c.close()
+        self._tail.close()
 
     def get(self, dead_letter_id: str) -> dict[str, Any]:
         return self.state.get(dead_letter_id, {})
 
     def refresh(self) -> None:
         """Read what was written to the resolution topic since the last refresh."""
-        try:
-            if not self._assigned:
-                md = self._c.list_topics(self.topic, timeout=self.kafka.request_timeout_s)
-                meta = md.topics.get(self.topic)
-                parts = sorted(meta.partitions) if meta is not None and meta.error is None else []
-                self._c.assign([TopicPartition(self.topic, p, 0) for p in parts])
-                self._assigned = True
-            ends = {}
-            for tp in self._c.assignment():
-                _, hi = self._c.get_watermark_offsets(tp, timeout=self.kafka.request_timeout_s,
-                                                      cached=False)
-                ends[tp.partition] = hi
-            deadline = time.monotonic() + self.kafka.request_timeout_s * 3
-            while any(self._position(p) < hi for p, hi in ends.items()):
-                if time.monotonic() > deadline:
-                    raise KafkaUnavailable(f"timed out reading {self.topic}")
-                for m in self._c.consume(1000, timeout=0.5):
-                    if m.error() is None:
-                        apply_state(self.state, m)
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"Kafka error: {exc}") from exc
-
-    def _position(self, partition: int) -> int:
-        [pos] = self._c.position([TopicPartition(self.topic, partition)])
-        return pos.offset if pos.offset >= 0 else 0
+        deadline = time.monotonic() + self.kafka.request_timeout_s * 3
+        if not self._tail.read(deadline, lambda m: apply_state(self.state, m)):
+            raise KafkaUnavailable(f"timed out reading {self.topic}")
 
 
 _DLQ_ONLY = {dl.H_ID, dl.H_REASON, dl.H_ATTEMPTS, dl.H_WORKER, dl.H_FIRST_FAILURE, dl.H_LAST_FAILURE,

@@ -2,15 +2,27 @@
 
 The one definition of lag: the workers reset to the earliest offset, so a group that never
 committed on a partition, or committed below its log start (retention deleted those
-records), resumes at the log start; only records from there on are waiting. And a group's
-description, asked again while its coordinator is still busy.
+records), resumes at the log start; only records from there on are waiting. A group's
+description, asked again while its coordinator is still busy. And the one topic reader:
+``TopicTail`` (read from where it was up to the end offsets seen now, within a deadline)
+and ``read_to_end`` (a one-shot snapshot of topics up to the end offsets seen at the start).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+import uuid as uuid_mod
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaException, Message, TopicPartition
+
+from .errors import KafkaUnavailable
+
+if TYPE_CHECKING:
+    from .settings import KafkaSettings
+
+TP = tuple[str, int]
 
 
 def position(begin: int, committed: int | None) -> int:
@@ -35,8 +47,6 @@ def describe_group(admin: Any, group: str, timeout_s: float,
                    sleep: Callable[[float], None] = time.sleep) -> Any:
     """``admin.describe_consumer_groups`` for one group, asked again while its coordinator
     is busy, until ``timeout_s``; raises KafkaException (the last error) after that."""
-    from confluent_kafka import KafkaException
-
     deadline = clock() + timeout_s
     while True:
         left = max(0.1, deadline - clock())
@@ -49,3 +59,146 @@ def describe_group(admin: Any, group: str, timeout_s: float,
             if name not in _COORDINATOR_BUSY or clock() + 0.2 >= deadline:
                 raise
         sleep(0.2)
+
+
+def reader_config(kafka: KafkaSettings, group: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A consumer that never subscribes (so never joins its group) and never commits."""
+    return {**kafka.confluent_config(),
+            "group.id": group or f"prophoto-ingest-reader-{uuid_mod.uuid4().hex[:8]}",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", **extra}
+
+
+def _unavailable(exc: BaseException) -> KafkaUnavailable:
+    arg: Any = exc.args[0] if exc.args else exc
+    return KafkaUnavailable(f"Kafka error: {arg.str() if hasattr(arg, 'str') else arg}")
+
+
+class TopicTail:
+    """Partitions read from a kept position (or their log start) up to the end offsets seen
+    at each call, within a deadline; then stop. Blocking (confluent-kafka): callers on an
+    event loop run it in a thread. Every Kafka error is raised as ``KafkaUnavailable``.
+
+    ``topics`` are read on all their partitions, looked up at each call (a partition or a
+    topic added later is read from its start); ``read`` also takes the end offsets of given
+    partitions instead. ``next`` is the resume position per partition, ``caught_up`` whether
+    the last call reached every end offset it saw.
+    """
+
+    BATCH = 500
+    POLL_S = 0.1
+
+    def __init__(self, conf: Mapping[str, Any], topics: Iterable[str] = (), *,
+                 clock: Callable[[], float] = time.monotonic, consumer: Any = None) -> None:
+        if consumer is None:
+            from confluent_kafka import Consumer
+
+            consumer = Consumer(dict(conf))
+        self._c = consumer
+        self.servers = str(conf.get("bootstrap.servers", "?"))
+        self.topics = list(topics)
+        self.clock = clock
+        self.next: dict[TP, int] = {}
+        self.caught_up = False
+
+    def __enter__(self) -> TopicTail:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._c.close()
+
+    def _left(self, deadline: float) -> float:
+        return max(0.05, deadline - self.clock())
+
+    def partitions(self, deadline: float) -> list[TP]:
+        """Every partition of ``topics`` the broker lists now; a missing topic has none."""
+        try:
+            md = self._c.list_topics(timeout=self._left(deadline))
+        except KafkaException as exc:
+            raise _unavailable(exc) from exc
+        if not md.brokers:
+            raise KafkaUnavailable(f"no broker answered at {self.servers}")
+        return [(name, p) for name in self.topics
+                if (t := md.topics.get(name)) is not None and t.error is None
+                for p in sorted(t.partitions)]
+
+    def watermarks(self, tps: Iterable[TP], deadline: float) -> dict[TP, tuple[int, int]]:
+        """(log start, end) of each partition, asked of its leader now (not cached)."""
+        try:
+            return {(t, p): self._c.get_watermark_offsets(
+                        TopicPartition(t, p), timeout=self._left(deadline), cached=False)
+                    for t, p in tps}
+        except KafkaException as exc:
+            raise _unavailable(exc) from exc
+
+    def offset_for_time(self, tp: TP, ms: int, deadline: float) -> int | None:
+        """The first offset of ``tp`` at or after ``ms``; None when nothing is that new."""
+        try:
+            [found] = self._c.offsets_for_times([TopicPartition(*tp, ms)],
+                                                timeout=self._left(deadline))
+        except KafkaException as exc:
+            raise _unavailable(exc) from exc
+        return int(found.offset) if found.offset >= 0 else None
+
+    def read(self, deadline: float, each: Callable[[Message], None],
+             ends: Mapping[TP, tuple[int, int]] | None = None) -> bool:
+        """Pass every record from the resume positions up to the end offsets (``ends``, or
+        those of ``topics`` seen now) to ``each``, until the deadline; whether it caught up.
+        The position moves past a record once ``each`` has returned."""
+        if ends is None:
+            ends = self.watermarks(self.partitions(deadline), deadline)
+        todo: dict[TP, int] = {}
+        for tp, (lo, hi) in ends.items():
+            start = max(self.next.get(tp, lo), lo)
+            self.next[tp] = start
+            if hi > start:
+                todo[tp] = hi
+        if todo:
+            try:
+                self._c.assign([TopicPartition(t, p, self.next[(t, p)]) for t, p in todo])
+                try:
+                    while todo and self.clock() < deadline:
+                        poll = min(self.POLL_S, max(0.0, deadline - self.clock()))
+                        for m in self._c.consume(self.BATCH, timeout=poll):
+                            if m.error() is not None:
+                                continue  # partition EOF and transient errors: the ends decide
+                            tp = (m.topic() or "", m.partition() or 0)
+                            each(m)
+                            self.next[tp] = (m.offset() or 0) + 1
+                            if tp in todo and self.next[tp] >= todo[tp]:
+                                del todo[tp]
+                finally:
+                    self._c.unassign()
+            except KafkaException as exc:
+                raise _unavailable(exc) from exc
+        self.caught_up = not todo
+        return self.caught_up
+
+    def read_new(self, deadline: float,
+                 ends: Mapping[TP, tuple[int, int]] | None = None) -> list[Message]:
+        """The records ``read`` would pass on, as a list; on an error none is taken (the
+        positions stay where they were)."""
+        before = dict(self.next)
+        out: list[Message] = []
+        try:
+            self.read(deadline, out.append, ends)
+        except KafkaUnavailable:
+            self.next = before
+            raise
+        return out
+
+
+def read_to_end(kafka: KafkaSettings, topics: Iterable[str], timeout_s: float = 30.0) -> list[Message]:
+    """Every record of ``topics`` up to the end offsets seen at the start (a snapshot);
+    raises ``KafkaUnavailable`` when Kafka does not answer or the read takes longer."""
+    names = list(topics)
+    deadline = time.monotonic() + timeout_s
+    with TopicTail(reader_config(kafka), names) as tail:
+        start = time.monotonic() + kafka.request_timeout_s
+        tps = tail.partitions(start)
+        out = tail.read_new(deadline, tail.watermarks(tps, start))
+        if not tail.caught_up:
+            raise KafkaUnavailable(f"timed out reading {sorted(names)}")
+    return out

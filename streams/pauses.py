@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .kafka import TopicTail, reader_config
 from .producer import EventProducer
 from .settings import KafkaSettings
 
@@ -69,45 +70,22 @@ class PauseTail:
 
     def __init__(self, kafka: KafkaSettings, state_topic: str, group: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        from confluent_kafka import Consumer
-
         self.topic = state_topic
         self.clock = clock
-        self._c = Consumer({**kafka.confluent_config(), "group.id": group,
-                            "enable.auto.commit": False, "log_level": 2})
-        self._next: int | None = None
+        self._tail = TopicTail(reader_config(kafka, group, log_level=2), clock=clock)
         self.pauses: dict[str, Pause] = {}
         self.caught_up = False
 
     def close(self) -> None:
-        self._c.close()
+        self._tail.close()
 
     def update(self, timeout_s: float) -> dict[str, Pause]:
-        """Read up to the end offset seen now (within ``timeout_s``); raises KafkaException
+        """Read up to the end offset seen now (within ``timeout_s``); raises KafkaUnavailable
         when the broker does not answer, so a caller can tell "none" from "unknown"."""
-        from confluent_kafka import TopicPartition
-
         deadline = self.clock() + timeout_s
-
-        def left() -> float:
-            return max(0.05, deadline - self.clock())
         # ensure_topics returns only once new topics answer offset queries: no retry here.
-        lo, hi = self._c.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=left(),
-                                               cached=False)
-        start = max(self._next if self._next is not None else lo, lo)
-        if start < hi:
-            self._c.assign([TopicPartition(self.topic, 0, start)])
-            try:
-                while start < hi and self.clock() < deadline:
-                    for m in self._c.consume(500, timeout=min(0.1, left())):
-                        if m.error() is not None:
-                            continue
-                        start = (m.offset() or 0) + 1
-                        self._apply(m)
-            finally:
-                self._c.unassign()
-        self._next = start
-        self.caught_up = start >= hi
+        ends = self._tail.watermarks([(self.topic, 0)], deadline)
+        self.caught_up = self._tail.read(deadline, self._apply, ends)
         return dict(self.pauses)
 
     def _apply(self, m: Any) -> None:

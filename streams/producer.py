@@ -12,10 +12,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from .errors import KafkaUnavailable
+from .kafka import TopicTail, reader_config
 from .settings import KafkaSettings
 
 
-class PublishError(RuntimeError):
+class PublishError(KafkaUnavailable):
     """Some sends failed. ``uncertain_keys``: the broker may have written them (the
     delivery timed out or never reported), so whatever they announce must be kept."""
 
@@ -124,7 +126,10 @@ def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int,
                   "enable.auto.commit": False})
     out: dict[int, int] = {}
     try:
-        md = c.list_topics(topic, timeout=timeout_s)
+        try:
+            md = c.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"Kafka error: {exc}") from exc
         deadline = time.monotonic() + timeout_s
         for p in md.topics[topic].partitions if topic in md.topics else []:
             while True:
@@ -143,29 +148,18 @@ def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int,
 def keys_written_since(kafka: KafkaSettings, topic: str, since: dict[int, int], keys: set[bytes],
                        timeout_s: float) -> set[bytes]:
     """Which of ``keys`` the broker holds in ``topic`` after the offsets ``since``; raises
-    KafkaException when it does not answer."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    KafkaUnavailable when it does not answer."""
+    import time
 
-    c = Consumer({**kafka.confluent_config(), "group.id": "prophoto-ingest-probe",
-                  "enable.auto.commit": False})
     found: set[bytes] = set()
-    try:
-        ends = end_offsets(kafka, topic, timeout_s)
-        todo = {p: hi for p, hi in ends.items() if hi > since.get(p, 0)}
-        c.assign([TopicPartition(topic, p, since.get(p, 0)) for p in todo])
-        import time
 
-        deadline = time.monotonic() + timeout_s * 3
-        while todo and time.monotonic() < deadline:
-            for m in c.consume(500, timeout=0.5):
-                if m.error() is not None:
-                    continue
-                if m.key() in keys:
-                    found.add(m.key() or b"")
-                if (m.offset() or 0) + 1 >= todo.get(m.partition() or 0, 0):
-                    todo.pop(m.partition() or 0, None)
-        if todo:
-            raise KafkaException(f"timed out reading {topic}")
-    finally:
-        c.close()
+    def each(m: Message) -> None:
+        if m.key() in keys:
+            found.add(m.key() or b"")
+
+    ends = {(topic, p): (0, hi) for p, hi in end_offsets(kafka, topic, timeout_s).items()}
+    with TopicTail(reader_config(kafka, "prophoto-ingest-probe"), [topic]) as tail:
+        tail.next.update({(topic, p): at for p, at in since.items()})
+        if not tail.read(time.monotonic() + timeout_s * 3, each, ends):
+            raise KafkaUnavailable(f"timed out reading {topic}")
     return found

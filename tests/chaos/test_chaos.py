@@ -42,8 +42,10 @@ from PIL import Image, ImageDraw
 import streams
 from streams import codec
 from streams import deadletter as dl
+from streams.errors import KafkaUnavailable
 from streams.events import ImageRecord, UploadReceived
-from streams.failed import DeadLetters, KafkaUnavailable, read_all
+from streams.failed import DeadLetters
+from streams.kafka import read_to_end
 from streams.producer import EventProducer, PublishError
 from streams.settings import Settings
 from streams.storage import LocalStorage, sha256_file
@@ -503,7 +505,7 @@ def never_processed(run: Run, pool: WorkerPool) -> list[str]:
     offsets = group_offsets(run)
     out: list[str] = []
     shown = 0
-    for m in read_all(run.settings.kafka, [run.topics.job(j) for j in Job]):
+    for m in read_to_end(run.settings.kafka, [run.topics.job(j) for j in Job]):
         tp, off = (m.topic(), m.partition()), m.offset()
         if off in logged[tp]:
             continue

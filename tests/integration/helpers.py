@@ -9,10 +9,10 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 __all__ = ["CliRunner", "cli", "main", "make_jpeg", "read_topic"]
-from confluent_kafka import Consumer, TopicPartition
 from PIL import Image
 
 from streams.cli import main
+from streams.kafka import TopicTail, reader_config
 from streams.settings import Settings
 
 
@@ -38,18 +38,12 @@ def read_topic(settings: Settings, topic: str, *, expect: int, timeout: float = 
     """Every record of ``topic`` from the beginning until ``expect`` arrived or timeout."""
     import time
 
-    c = Consumer({**settings.kafka.confluent_config(), "group.id": f"reader-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    md = c.list_topics(topic, timeout=10)
-    parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
-    c.assign(parts)
     out: list[Any] = []
     deadline = time.monotonic() + timeout
-    try:
+    with TopicTail(reader_config(settings.kafka, f"reader-{uuid.uuid4().hex}"), [topic]) as tail:
         while len(out) < expect and time.monotonic() < deadline:
-            for m in c.consume(500, timeout=0.5):
-                if m.error() is None:
-                    out.append(m)
-    finally:
-        c.close()
+            got = tail.read_new(deadline)
+            out += got
+            if not got:
+                time.sleep(0.2)  # nothing new yet: the records are still being written
     return out

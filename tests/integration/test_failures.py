@@ -273,10 +273,10 @@ def _replays(settings: Settings, topics: Topics) -> dict[str, int]:
     """Replayed records on the preview topic, counted per dead-letter id."""
     from collections import Counter
 
-    from streams.failed import read_all
+    from streams.kafka import read_to_end
 
     return dict(Counter(dl.headers_to_dict(m.headers()).get(dl.H_REPLAY_OF)
-                        for m in read_all(settings.kafka, [topics.job(Job.PREVIEW)])))
+                        for m in read_to_end(settings.kafka, [topics.job(Job.PREVIEW)])))
 
 
 def test_clear_while_a_worker_runs_is_refused_and_moves_nothing(

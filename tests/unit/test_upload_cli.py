@@ -8,9 +8,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
 
 from streams import cli
+from streams.errors import KafkaUnavailable
 from streams.producer import PublishError
 from streams.settings import Settings
 from streams.storage import LocalStorage
@@ -54,7 +54,7 @@ def test_files_whose_fate_the_broker_cannot_tell_are_kept(tmp_path: Path, monkey
     exc = PublishError("publish failed", uncertain_keys={unknown.key})
 
     def no_answer(*_: Any) -> set[bytes]:
-        raise KafkaException("broker gone")
+        raise KafkaUnavailable("broker gone")
 
     monkeypatch.setattr(cli, "keys_written_since", no_answer)
     with pytest.raises(SystemExit):
