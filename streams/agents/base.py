@@ -23,6 +23,7 @@ from .. import codec, deadletter, headers, retry
 from ..deliveries import DeliveryLedger
 from ..errors import DeliveryFailed, InvalidHeader, JobTimeout, PoisonRecord
 from ..events import JobEvent
+from ..outcomes import Outcome
 from ..runtime import Slot
 from ..settings import Settings
 from ..storage import LocalStorage
@@ -113,7 +114,7 @@ class JobRunner:
         self.sender = sender
         self.topic = services.topics.job(job)
 
-    async def process(self, rec: Record, slot: Slot | None = None) -> str:
+    async def process(self, rec: Record, slot: Slot | None = None) -> Outcome:
         """Handle one record end to end; returns the outcome, never raises (but cancellation).
 
         A job past its timeout leaves its still-running thread in ``slot``."""
@@ -150,8 +151,8 @@ class JobRunner:
             return outcome
         await self._forget_delivery(rec)
         self.s.stats["processed"] += 1
-        self._log(rec, uuid, attempt, start, "ok", note=result.note)
-        return "ok"
+        self._log(rec, uuid, attempt, start, Outcome.OK, note=result.note)
+        return Outcome.OK
 
     async def _count_delivery(self, rec: Record) -> int:
         """Count this delivery durably before the job starts; returns the count, this one
@@ -211,7 +212,7 @@ class JobRunner:
     async def _route(
         self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
         state: headers.ControlState, start: float,
-    ) -> str:
+    ) -> Outcome:
         """Route a failure: its traces and its retry or dead letter, built once. Until the
         broker acknowledged each of them, send again what it did not (never what it did:
         a second retry record would run the job twice); returning earlier would let faust
@@ -239,7 +240,7 @@ class JobRunner:
                 self.s.stats["route_errors"] += 1
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
-        if outcome == "retry":
+        if outcome is Outcome.RETRY:
             self.s.stats["retried"] += 1
         else:
             self.s.stats["dead_lettered"] += 1
@@ -250,7 +251,7 @@ class JobRunner:
     def _failure_records(
         self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
         state: headers.ControlState, start: float,
-    ) -> tuple[str, list[Pending]]:
+    ) -> tuple[Outcome, list[Pending]]:
         """The outcome of a failure and the records it owes: traces, then the retry or the
         dead letter."""
         w = self.s.settings.worker
@@ -264,7 +265,8 @@ class JobRunner:
                                 w.backoff_max_s)
         first_failure = state.first_failure_ms or now_ms()
         attempts = list(getattr(exc, "attempts", []) or [])
-        kind = "retry" if isinstance(decision, retry.Retry) else "dead_letter"
+        # the decision closes the run's traces: trace_type is the outcome
+        kind = Outcome.RETRY if isinstance(decision, retry.Retry) else Outcome.DEAD_LETTER
         attempts.append(
             Attempt(kind, type(exc).__name__, 1, False, round((time.perf_counter() - start) * 1000, 3),
                     str(exc)[:500])
@@ -284,7 +286,7 @@ class JobRunner:
             })
             records.append(Pending(self.s.topics.retry(self.job), rec.key, rec.value, rec.partition,
                                    [(k, v.encode()) for k, v in carry.items()]))
-            return "retry", records
+            return Outcome.RETRY, records
         dlt_headers = deadletter.build_headers(
             origin=origin, group=self.s.settings.kafka.group_id, exc=exc, reason=decision.reason,
             attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
@@ -292,7 +294,7 @@ class JobRunner:
         )
         records.append(Pending(self.s.topics.dead_letter(self.job), rec.key, rec.value,
                                rec.partition, dlt_headers))
-        return "dead_letter", records
+        return Outcome.DEAD_LETTER, records
 
     async def _trace(
         self, event: JobEvent | None, attempts: list[Attempt], attempt: int, rec: Record,
@@ -327,7 +329,7 @@ class JobRunner:
         return out
 
     def _log(
-        self, rec: Record, uuid: str, attempt: int, start: float, outcome: str,
+        self, rec: Record, uuid: str, attempt: int, start: float, outcome: Outcome,
         error: Exception | None = None, note: str = "",
     ) -> None:
         fields: dict[str, object] = {
@@ -339,7 +341,7 @@ class JobRunner:
             fields["error"] = f"{type(error).__name__}: {error}"[:500]
         if note:
             fields["note"] = note
-        level = logging.INFO if outcome == "ok" else logging.WARNING
+        level = logging.INFO if outcome is Outcome.OK else logging.WARNING
         log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
 
 
