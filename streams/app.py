@@ -29,6 +29,7 @@ from .commits import install as install_commit_retry
 from .deadletter import headers_to_dict
 from .deliveries import DeliveryLedger
 from .errors import StorageUnavailable
+from .outcomes import Outcome
 from .runtime import Limits, WorkerRuntime
 from .settings import KafkaSettings, Settings
 from .storage import LocalStorage
@@ -204,7 +205,7 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
             async with rt.slot(runner.job, where) as slot:
                 outcome = await runner.process(rec, slot)
             event.message.decref()  # done: let faust's ack through
-            if outcome == "ok" and runner.job is Job.PREVIEW:
+            if outcome is Outcome.OK and runner.job is Job.PREVIEW:
                 rt.latency.add(time.time() - _origin_ms(rec) / 1000)
 
     app.agent(

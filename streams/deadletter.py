@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .outcomes import DeadLetterReason
 from .topics import DEAD_LETTER_ID_HEADER
 
 H_TOPIC = "kafka_dlt-original-topic"
@@ -46,6 +47,15 @@ def headers_to_dict(
     return {k: (v or b"").decode("utf-8", "replace") for k, v in items}
 
 
+def read_reason(h: Mapping[str, str]) -> DeadLetterReason | None:
+    """The reason header of a consumed dead letter; None if it is missing or none we write
+    (headers are untrusted: anyone can produce to a dead-letter topic)."""
+    try:
+        return DeadLetterReason.parse(h.get(H_REASON, ""))
+    except ValueError:
+        return None
+
+
 def dead_letter_id(topic: str, partition: int, offset: int) -> str:
     """Stable: the same failed record always gets the same id."""
     return hashlib.sha1(f"{topic}:{partition}:{offset}".encode()).hexdigest()[:16]
@@ -71,7 +81,7 @@ class Origin:
 
 
 def build_headers(
-    *, origin: Origin, group: str, exc: BaseException, reason: str, attempts: int, worker: str,
+    *, origin: Origin, group: str, exc: BaseException, reason: DeadLetterReason, attempts: int, worker: str,
     first_failure_ms: int, last_failure_ms: int, replay_of: str | None,
 ) -> Headers:
     cls = type(exc)
@@ -85,7 +95,8 @@ def build_headers(
         H_EXC_MESSAGE: str(exc)[:MESSAGE_LIMIT],
         H_EXC_STACK: _stack(exc),
         H_ID: dead_letter_id(origin.topic, origin.partition, origin.offset),
-        H_REASON: reason,
+        # parsed again: a caller mypy does not check (a test, a script) cannot write a typo
+        H_REASON: DeadLetterReason.parse(reason),
         H_ATTEMPTS: str(attempts),
         H_WORKER: worker,
         H_FIRST_FAILURE: iso_ms(first_failure_ms),

@@ -24,6 +24,7 @@ from . import deadletter as dl
 from . import kafka, retry
 from .errors import KafkaUnavailable
 from .kafka import TopicTail, read_to_end
+from .outcomes import DeadLetterReason
 from .producer import EventProducer
 from .settings import KafkaSettings
 from .topics import Job, Topics
@@ -42,7 +43,7 @@ class DeadLetterEntry:
     source_offset: int
     error_class: str
     error_message: str
-    reason: str
+    reason: DeadLetterReason | None  # None: no reason header, or one we do not write
     attempts: int
     worker: str
     first_failed_at: str
@@ -57,7 +58,9 @@ class DeadLetterEntry:
         return {
             "id": self.id, "uuid": self.uuid, "source_topic": self.source_topic,
             "error_class": self.error_class.rsplit(".", 1)[-1], "error_message": self.error_message,
-            "failed_at": self.failed_at, "attempts": self.attempts, "reason": self.reason,
+            "failed_at": self.failed_at, "attempts": self.attempts,
+            # an unknown header value is shown as it came
+            "reason": self.reason or self.headers.get(dl.H_REASON, "?"),
             "poison": self.poison, "replay_of": self.replay_of,
             "dead_letter": f"{self.dlq_topic}/{self.dlq_partition}@{self.dlq_offset}",
         }
@@ -398,7 +401,7 @@ def entry_from_message(m: Any, job: Job) -> DeadLetterEntry:
         job=job, dlq_topic=topic, dlq_partition=partition, dlq_offset=offset,
         source_topic=src_topic, source_partition=src_part, source_offset=src_off,
         error_class=h.get(dl.H_EXC_CLASS, "?"), error_message=h.get(dl.H_EXC_MESSAGE, ""),
-        reason=h.get(dl.H_REASON, "?"), attempts=int(h.get(dl.H_ATTEMPTS, "0") or 0),
+        reason=dl.read_reason(h), attempts=int(h.get(dl.H_ATTEMPTS, "0") or 0),
         worker=h.get(dl.H_WORKER, ""), first_failed_at=h.get(dl.H_FIRST_FAILURE, ""),
         failed_at=h.get(dl.H_LAST_FAILURE, ""), replay_of=h.get(dl.H_REPLAY_OF),
         key=key, value=m.value(), headers=h,

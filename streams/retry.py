@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from .errors import is_retriable
+from .outcomes import DeadLetterReason
 
 # Headers carried by a record on a retry topic (and on into its dead letter).
 H_ATTEMPT = "x-ingest-attempt"
@@ -35,7 +36,7 @@ class Retry:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    reason: str  # "permanent" | "retries-exhausted"
+    reason: DeadLetterReason
 
 
 def backoff(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
@@ -52,7 +53,7 @@ def decide(
 ) -> Retry | DeadLetter:
     """``attempt`` is the 1-based number of the attempt that just failed."""
     if not is_retriable(exc):
-        return DeadLetter("permanent")
+        return DeadLetter(DeadLetterReason.PERMANENT)
     if attempt >= tries:
-        return DeadLetter("retries-exhausted")
+        return DeadLetter(DeadLetterReason.RETRIES_EXHAUSTED)
     return Retry(backoff(attempt, base_s, max_s, rng))

@@ -19,11 +19,13 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .events import ImageUUID, utcnow
+from .outcomes import Outcome
 
 # The trace types the agents emit today; the column is free text so new ones need no DDL.
+# A failed run's last trace is its decision, typed as the runner's outcome.
 TRACE_TYPES: Final = (
     "preview_extraction", "thumbnail_generation", "metadata_extraction", "enhance", "storage",
-    "retry", "dead_letter",
+    Outcome.RETRY.value, Outcome.DEAD_LETTER.value,
 )
 JOBS: Final = ("preview", "ingest", "enhance")
 

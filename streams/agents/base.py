@@ -23,6 +23,7 @@ from .. import codec, deadletter, headers, retry
 from ..deliveries import DeliveryLedger
 from ..errors import DeliveryFailed, InvalidHeader, JobTimeout, PoisonRecord
 from ..events import JobEvent
+from ..outcomes import Outcome
 from ..runtime import Slot
 from ..settings import Settings
 from ..storage import LocalStorage
@@ -101,6 +102,32 @@ class Record:
     generation: int = 0  # the consumer generation it was fetched in (a rebalance bumps it)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """One failed delivery, as the failure path (route, records, log) needs it."""
+
+    record: Record
+    error: Exception
+    attempt: int  # 1-based: the attempt that just failed, earlier rounds included
+    round_base: int  # attempts before the latest replay: the tries budget counts from here
+    origin: deadletter.Origin  # where the record first came from, before any retry topic
+    first_failure_ms: int  # when its first attempt failed; 0: this is the first failure
+    started: float  # time.perf_counter() when this delivery began
+    event: JobEvent | None  # None: the value did not decode (or was never reached)
+    uuid: str  # the event's, or the key's text when there is no event
+
+    @classmethod
+    def of(cls, rec: Record, exc: Exception, state: headers.ControlState, *, started: float,
+           event: JobEvent | None, uuid: str) -> Failure:
+        return cls(
+            record=rec, error=exc, attempt=state.prior_attempts + 1, round_base=state.round_base,
+            origin=deadletter.Origin(topic=state.origin_topic, partition=state.origin_partition,
+                                     offset=state.origin_offset,
+                                     timestamp_ms=state.origin_timestamp_ms),
+            first_failure_ms=state.first_failure_ms, started=started, event=event, uuid=uuid,
+        )
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -113,7 +140,7 @@ class JobRunner:
         self.sender = sender
         self.topic = services.topics.job(job)
 
-    async def process(self, rec: Record, slot: Slot | None = None) -> str:
+    async def process(self, rec: Record, slot: Slot | None = None) -> Outcome:
         """Handle one record end to end; returns the outcome, never raises (but cancellation).
 
         A job past its timeout leaves its still-running thread in ``slot``."""
@@ -144,14 +171,15 @@ class JobRunner:
         except asyncio.CancelledError:
             raise  # shutdown: not acked, redelivered to whoever takes the partition
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
-            outcome = await self._route(rec, event, uuid, exc, state, start)
+            failure = Failure.of(rec, exc, state, started=start, event=event, uuid=uuid)
+            outcome = await self._route(failure)
             await self._forget_delivery(rec)
-            self._log(rec, uuid, state.prior_attempts + 1, start, outcome, error=exc)
+            self._log(rec, uuid, failure.attempt, start, outcome, error=exc)
             return outcome
         await self._forget_delivery(rec)
         self.s.stats["processed"] += 1
-        self._log(rec, uuid, attempt, start, "ok", note=result.note)
-        return "ok"
+        self._log(rec, uuid, attempt, start, Outcome.OK, note=result.note)
+        return Outcome.OK
 
     async def _count_delivery(self, rec: Record) -> int:
         """Count this delivery durably before the job starts; returns the count, this one
@@ -208,15 +236,13 @@ class JobRunner:
                 f"job ran longer than {self.s.settings.worker.timeout_s:g} s and was abandoned"
             ) from None
 
-    async def _route(
-        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
-        state: headers.ControlState, start: float,
-    ) -> str:
+    async def _route(self, failure: Failure) -> Outcome:
         """Route a failure: its traces and its retry or dead letter, built once. Until the
         broker acknowledged each of them, send again what it did not (never what it did:
         a second retry record would run the job twice); returning earlier would let faust
         ack a record that went nowhere."""
-        outcome, records = self._failure_records(rec, event, uuid, exc, state, start)
+        rec = failure.record
+        outcome, records = self._failure_records(failure)
         left = records
         pause = 0.5
         while True:
@@ -239,37 +265,31 @@ class JobRunner:
                 self.s.stats["route_errors"] += 1
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
-        if outcome == "retry":
+        if outcome is Outcome.RETRY:
             self.s.stats["retried"] += 1
         else:
             self.s.stats["dead_lettered"] += 1
-            if event is None:
+            if failure.event is None:
                 self.s.stats["invalid"] += 1
         return outcome
 
-    def _failure_records(
-        self, rec: Record, event: JobEvent | None, uuid: str, exc: Exception,
-        state: headers.ControlState, start: float,
-    ) -> tuple[str, list[Pending]]:
+    def _failure_records(self, failure: Failure) -> tuple[Outcome, list[Pending]]:
         """The outcome of a failure and the records it owes: traces, then the retry or the
         dead letter."""
         w = self.s.settings.worker
-        attempt = state.prior_attempts + 1
-        origin = deadletter.Origin(topic=state.origin_topic, partition=state.origin_partition,
-                                   offset=state.origin_offset, timestamp_ms=state.origin_timestamp_ms)
+        rec, exc, attempt, origin = failure.record, failure.error, failure.attempt, failure.origin
         if attempt > headers.MAX_ATTEMPTS and not isinstance(exc, InvalidHeader):
             exc = InvalidHeader(f"{attempt} attempts: more than any round of retries makes "
                                 f"({headers.MAX_ATTEMPTS} at most); last error: {exc}")
-        decision = retry.decide(exc, attempt - state.round_base, w.tries, w.backoff_base_s,
+        decision = retry.decide(exc, attempt - failure.round_base, w.tries, w.backoff_base_s,
                                 w.backoff_max_s)
-        first_failure = state.first_failure_ms or now_ms()
+        first_failure = failure.first_failure_ms or now_ms()
         attempts = list(getattr(exc, "attempts", []) or [])
-        kind = "retry" if isinstance(decision, retry.Retry) else "dead_letter"
-        attempts.append(
-            Attempt(kind, type(exc).__name__, 1, False, round((time.perf_counter() - start) * 1000, 3),
-                    str(exc)[:500])
-        )
-        records = self._trace_records(event, attempts, attempt, rec, uuid=uuid)
+        # the decision closes the run's traces: trace_type is the outcome
+        kind = Outcome.RETRY if isinstance(decision, retry.Retry) else Outcome.DEAD_LETTER
+        took_ms = round((time.perf_counter() - failure.started) * 1000, 3)
+        attempts.append(Attempt(kind, type(exc).__name__, 1, False, took_ms, str(exc)[:500]))
+        records = self._trace_records(failure.event, attempts, attempt, rec, uuid=failure.uuid)
         if isinstance(decision, retry.Retry):
             carry = {k: v for k, v in rec.headers.items() if k.startswith("x-ingest-")}
             carry.update({
@@ -284,7 +304,7 @@ class JobRunner:
             })
             records.append(Pending(self.s.topics.retry(self.job), rec.key, rec.value, rec.partition,
                                    [(k, v.encode()) for k, v in carry.items()]))
-            return "retry", records
+            return Outcome.RETRY, records
         dlt_headers = deadletter.build_headers(
             origin=origin, group=self.s.settings.kafka.group_id, exc=exc, reason=decision.reason,
             attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
@@ -292,7 +312,7 @@ class JobRunner:
         )
         records.append(Pending(self.s.topics.dead_letter(self.job), rec.key, rec.value,
                                rec.partition, dlt_headers))
-        return "dead_letter", records
+        return Outcome.DEAD_LETTER, records
 
     async def _trace(
         self, event: JobEvent | None, attempts: list[Attempt], attempt: int, rec: Record,
@@ -327,7 +347,7 @@ class JobRunner:
         return out
 
     def _log(
-        self, rec: Record, uuid: str, attempt: int, start: float, outcome: str,
+        self, rec: Record, uuid: str, attempt: int, start: float, outcome: Outcome,
         error: Exception | None = None, note: str = "",
     ) -> None:
         fields: dict[str, object] = {
@@ -339,7 +359,7 @@ class JobRunner:
             fields["error"] = f"{type(error).__name__}: {error}"[:500]
         if note:
             fields["note"] = note
-        level = logging.INFO if outcome == "ok" else logging.WARNING
+        level = logging.INFO if outcome is Outcome.OK else logging.WARNING
         log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()), extra={"fields": fields})
 
 

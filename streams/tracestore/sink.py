@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..deadletter import Origin, build_headers
+from ..outcomes import DeadLetterReason
 from ..producer import EventProducer
 from ..settings import Settings
 from ..topics import Topics, ensure_topics
@@ -258,7 +259,7 @@ class SinkRunner:
             ts = m.timestamp()[1] if m.timestamp() else now
             headers = build_headers(
                 origin=Origin(m.topic(), m.partition(), m.offset(), ts), group=self.group,
-                exc=InvalidTrace(reason), reason="invalid", attempts=1, worker=self.worker,
+                exc=InvalidTrace(reason), reason=DeadLetterReason.INVALID, attempts=1, worker=self.worker,
                 first_failure_ms=now, last_failure_ms=now, replay_of=None,
             )
             self._dlq.send(self.topics.traces_dead_letter, m.key(), m.value(), headers=headers,
