@@ -365,7 +365,7 @@ class Searcher:
         return hit[1]
 
     def _store_timeline(self, uuid: str) -> list[dict[str, object]]:
-        from streams.tracestore.reader import open_reader  # heavy (chDB), optional
+        from tracestore.reader import open_reader  # heavy (chDB), optional
 
         reader = open_reader(self.settings)
         try:

@@ -6,7 +6,7 @@
     prophoto-ingest traces report                    the SQL pack's headline queries
 
 Readers go through the sink's query endpoint when a sink owns the chDB store and open the
-store themselves when none does (streams/tracestore/store.py).
+store themselves when none does (tracestore/store.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from typing import Any
 
 import click
 
+from tracestore.errors import TraceStoreError
+
 from .cli import main
 from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
-from .tracestore.errors import TraceStoreError
 
 FORMATS = ("table", "csv", "json")
 
@@ -81,9 +82,10 @@ def sink(ctx: Ctx) -> None:
     """
     from confluent_kafka import KafkaException
 
+    from tracestore import sink as sink_mod
+
     from .agents.base import worker_id
     from .topics import TopicMismatch
-    from .tracestore import sink as sink_mod
 
     settings = ctx.settings
     stop = threading.Event()
@@ -124,7 +126,7 @@ def timeline(ctx: Ctx, uuid: str, fmt: str) -> None:
 
     Example: prophoto-ingest traces 3f2c0b1e-5d4a-4c1b-9a8e-0123456789ab
     """
-    from .tracestore.reader import open_reader
+    from tracestore.reader import open_reader
 
     with _store_failures():
         reader = open_reader(ctx.settings)
@@ -142,7 +144,7 @@ def timeline(ctx: Ctx, uuid: str, fmt: str) -> None:
 @traces.command()
 @click.argument("query", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Read the query from a file (e.g. one of streams/sql/).")
+              help="Read the query from a file (e.g. one of tracestore/sql/).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A query parameter, for {name:Type} placeholders. Repeatable.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
@@ -155,9 +157,9 @@ def sql(ctx: Ctx, query: str | None, file: Path | None, params: tuple[str, ...],
     \b
     Examples:
       prophoto-ingest traces sql "SELECT job, count() FROM traces FINAL GROUP BY job"
-      prophoto-ingest traces sql --file streams/sql/timeline.sql --param uuid=3f2c... --format csv
+      prophoto-ingest traces sql --file tracestore/sql/timeline.sql --param uuid=3f2c... --format csv
     """
-    from .tracestore.reader import open_reader
+    from tracestore.reader import open_reader
 
     if (query is None) == (file is None):
         raise click.UsageError("give a query or --file, not both")
@@ -185,8 +187,8 @@ def report(ctx: Ctx, fmt: str) -> None:
 
     Example: prophoto-ingest traces report
     """
-    from .tracestore import pack
-    from .tracestore.reader import open_reader
+    from tracestore import pack
+    from tracestore.reader import open_reader
 
     results: dict[str, tuple[str, list[str], list[tuple[object, ...]]]] = {}
     with _store_failures():

@@ -24,7 +24,7 @@ from .backends import Rows
 from .errors import QueryFailed, TraceStoreError
 from .store import Store, check_read_only
 
-log = logging.getLogger("streams.tracestore.endpoint")
+log = logging.getLogger("tracestore.endpoint")
 MAX_BODY = 1 << 20
 
 

@@ -22,17 +22,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..deadletter import Origin, build_headers
-from ..producer import EventProducer
-from ..settings import Settings
-from ..topics import Topics, ensure_topics
+from streams.deadletter import Origin, build_headers
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import Topics, ensure_topics
+
 from . import codec
 from .backends import DATA_ERROR_CODES, error_code
 from .endpoint import QueryServer, new_token
 from .errors import InvalidTrace, QueryFailed
 from .store import Store, StoreLock, open_store
 
-log = logging.getLogger("streams.tracestore.sink")
+log = logging.getLogger("tracestore.sink")
 
 STORE_RETRIES = 3
 

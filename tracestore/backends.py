@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..settings import ClickHouseSettings
+from streams.settings import ClickHouseSettings
+
 from .errors import QueryFailed, QueryRejected
 from .readonly import CANONICAL_SQL, escape_param, local_mode_refusal
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import annotated_types
 import msgspec
 
-from ..traces import TraceEvent
+from streams.traces import TraceEvent
 
 # Columns the sink writes, in the model's order; the table has these plus inserted_at.
 COLUMNS: tuple[str, ...] = tuple(TraceEvent.model_fields)

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from ..settings import ClickHouseSettings
+from streams.settings import ClickHouseSettings
+
 from . import schema
 from .backends import Backend, ChdbBackend, Rows, ServerBackend
 from .errors import StoreBusy, TraceStoreError

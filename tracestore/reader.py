@@ -14,7 +14,8 @@ import time
 import uuid as uuid_mod
 from typing import Protocol
 
-from ..settings import ClickHouseSettings, Settings
+from streams.settings import ClickHouseSettings, Settings
+
 from . import pack
 from .backends import Rows
 from .endpoint import remote_query

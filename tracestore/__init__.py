@@ -32,5 +32,5 @@ Decisions, and why:
 
 Modules: ``codec`` (wire checks), ``schema``, ``backends`` (chDB, clickhouse-connect),
 ``store`` (lock, open store, read-only guard), ``sink``, ``endpoint``, ``reader``, ``pack``
-(the SQL pack in ``streams/sql``), ``errors``.
+(the SQL pack in ``tracestore/sql``), ``errors``.
 """

@@ -1,4 +1,4 @@
-"""The SQL pack (``streams/sql/*.sql``): the questions operators ask of the traces.
+"""The SQL pack (``tracestore/sql/*.sql``): the questions operators ask of the traces.
 
 Each file is one query with a header of ``-- key: value`` lines (name, answers, params,
 headline); a line starting ``--   `` continues the previous value.
@@ -45,7 +45,7 @@ def parse(text: str, source: str = "<query>") -> PackQuery:
 
 def load() -> dict[str, PackQuery]:
     out: dict[str, PackQuery] = {}
-    for entry in sorted(resources.files("streams").joinpath("sql").iterdir(), key=lambda e: e.name):
+    for entry in sorted(resources.files(__package__).joinpath("sql").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
             q = parse(entry.read_text(encoding="utf-8"), entry.name)
             out[q.name] = q
