@@ -131,7 +131,7 @@ def camera_exif(orientation: int = 1, *, gps: bool = True, copyright: str = "(c)
     sub.update({0x9003: "2024:05:01 10:20:30", 0x9011: "+02:00", 0x8827: 200, 0x829A: 0.004,
                 0x829D: 2.8, 0x920A: 50.0, 0xA431: "SERIAL-0123456", 0xA434: "RF50mm F1.2 L USM"})
     if gps:
-        from .render import Carry
+        from imaging.render import Carry
 
         gps_e = Image.Exif()
         gps_e.load(b"Exif\0\0" + Carry(gps=(48.8584, 2.2945, 35.0)).exif_bytes(keep_gps=True))
