@@ -11,7 +11,7 @@ import pytest
 from status import metrics
 from status.health import State
 from status.heartbeats import Seen
-from status.lag import DeadLetterDepth, KafkaRound, Member, PartitionOffsets
+from status.probe import DeadLetterDepth, KafkaRound, Member, PartitionOffsets
 from status.report import Tracker
 from streams.heartbeat import Heartbeat, InFlightJob, LatencySketch, PausedTopic, summarize
 from streams.pauses import Pause, decode

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from status import web
 from status.errors import KafkaUnreachable
-from status.lag import DeadLetter, DeadLetterDepth, DeadLetterLookup, KafkaRound, Member, PartitionOffsets
+from status.probe import DeadLetter, DeadLetterDepth, DeadLetterLookup, KafkaRound, Member, PartitionOffsets
 from status.service import StatusService
 from streams.settings import Settings
 from streams.topics import Job, Topics
