@@ -45,7 +45,8 @@ from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from streams import pauses
-from streams.failed import (
+from streams.producer import PublishError
+from streams.replay import (
     DeadLetterEntry,
     DeadLetters,
     Filter,
@@ -53,7 +54,6 @@ from streams.failed import (
     actions,
     record_action,
 )
-from streams.producer import PublishError
 from streams.settings import Settings
 from streams.topics import Topics
 

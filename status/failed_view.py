@@ -1,7 +1,7 @@
 """The failed-jobs page's data: every dead letter and the resolution state, read once from
 the start and then only what is new, so a page of 10,000 open dead letters costs no full
 topic scan per request. Records become entries, fold into state and are filtered by
-streams/failed.py's own code (``entry_from_message``, ``apply_state``, ``open_entries``,
+streams/replay.py's own code (``entry_from_message``, ``apply_state``, ``open_entries``,
 ``Filter``), the code the ``failed`` and ``replay`` commands run.
 
 The pure half (query parsing, paging, detail, selection digests) is tested on its own; the
@@ -21,8 +21,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from streams import deadletter as dl
-from streams.failed import (
+from streams import headers as dl
+from streams.replay import (
     RESOLVED,
     DeadLetterEntry,
     Filter,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from streams.failed import DeadLetterEntry
+from streams.replay import DeadLetterEntry
 from streams.settings import Settings
 from streams.topics import Job, Topics, partition_for
 

@@ -25,9 +25,9 @@ from imaging import Imager, ImagingConfig
 from . import headers
 from .agents import enhance, ingest, preview
 from .agents.base import Handler, JobRunner, Record, Services, worker_id
-from .deadletter import headers_to_dict
 from .deliveries import DeliveryLedger
 from .errors import StorageUnavailable
+from .headers import headers_to_dict
 from .runtime import Limits, WorkerRuntime
 from .settings import KafkaSettings, Settings
 from .storage import LocalStorage

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from .clictx import EXIT_FAILED, Ctx, failures, pass_ctx
-from .failed import DeadLetterEntry, DeadLetters, Filter, KafkaUnavailable
 from .producer import PublishError
+from .replay import DeadLetterEntry, DeadLetters, Filter, KafkaUnavailable
 
 
 def _since(value: str | None) -> datetime | None:

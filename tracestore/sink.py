@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.deadletter import Origin, build_headers
+from streams.headers import Origin, build_headers
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import Topics, ensure_topics

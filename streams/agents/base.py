@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from imaging import Attempt, Imager
 
-from .. import codec, deadletter, headers, retry
+from .. import codec, headers, retry
 from ..deliveries import DeliveryLedger
 from ..errors import DeliveryFailed, InvalidHeader, JobTimeout, PoisonRecord
 from ..events import JobEvent
@@ -255,7 +255,7 @@ class JobRunner:
         dead letter."""
         w = self.s.settings.worker
         attempt = state.prior_attempts + 1
-        origin = deadletter.Origin(topic=state.origin_topic, partition=state.origin_partition,
+        origin = headers.Origin(topic=state.origin_topic, partition=state.origin_partition,
                                    offset=state.origin_offset, timestamp_ms=state.origin_timestamp_ms)
         if attempt > headers.MAX_ATTEMPTS and not isinstance(exc, InvalidHeader):
             exc = InvalidHeader(f"{attempt} attempts: more than any round of retries makes "
@@ -285,10 +285,10 @@ class JobRunner:
             records.append(Pending(self.s.topics.retry(self.job), rec.key, rec.value, rec.partition,
                                    [(k, v.encode()) for k, v in carry.items()]))
             return "retry", records
-        dlt_headers = deadletter.build_headers(
+        dlt_headers = headers.build_headers(
             origin=origin, group=self.s.settings.kafka.group_id, exc=exc, reason=decision.reason,
             attempts=attempt, worker=self.s.worker_id, first_failure_ms=first_failure,
-            last_failure_ms=now_ms(), replay_of=rec.headers.get(deadletter.H_REPLAY_OF),
+            last_failure_ms=now_ms(), replay_of=rec.headers.get(headers.H_REPLAY_OF),
         )
         records.append(Pending(self.s.topics.dead_letter(self.job), rec.key, rec.value,
                                rec.partition, dlt_headers))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from imaging import Imager
-from streams import deadletter as dl
+from streams import headers as dl
 from streams import retry
 from streams.agents.base import JobResult, JobRunner, Record, Services
 from streams.errors import StorageUnavailable

@@ -41,10 +41,10 @@ from PIL import Image, ImageDraw
 
 import streams
 from streams import codec
-from streams import deadletter as dl
+from streams import headers as dl
 from streams.events import ImageRecord, UploadReceived
-from streams.failed import DeadLetters, KafkaUnavailable, read_all
 from streams.producer import EventProducer, PublishError
+from streams.replay import DeadLetters, KafkaUnavailable, read_all
 from streams.settings import Settings
 from streams.storage import LocalStorage, sha256_file
 from streams.topics import Job, Topics, ensure_topics, partition_for

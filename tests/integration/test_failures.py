@@ -8,10 +8,10 @@ import re
 import shutil
 from pathlib import Path
 
-from streams import deadletter as dl
-from streams.failed import DeadLetters
+from streams import headers as dl
 from streams.kafka import describe_group
 from streams.producer import EventProducer
+from streams.replay import DeadLetters
 from streams.settings import Settings
 from streams.storage import PREVIEWS, LocalStorage
 from streams.topics import Job, Topics, ensure_topics
@@ -273,7 +273,7 @@ def _replays(settings: Settings, topics: Topics) -> dict[str, int]:
     """Replayed records on the preview topic, counted per dead-letter id."""
     from collections import Counter
 
-    from streams.failed import read_all
+    from streams.replay import read_all
 
     return dict(Counter(dl.headers_to_dict(m.headers()).get(dl.H_REPLAY_OF)
                         for m in read_all(settings.kafka, [topics.job(Job.PREVIEW)])))

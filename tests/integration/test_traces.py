@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from imaging.render import FAST_DECODER
-from streams.deadletter import H_EXC_MESSAGE, H_REASON, H_TOPIC, headers_to_dict
+from streams.headers import H_EXC_MESSAGE, H_REASON, H_TOPIC, headers_to_dict
 from streams.settings import Settings
 from streams.topics import Job, Topics
 from streams.traces import TraceEvent

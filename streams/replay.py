@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from . import deadletter as dl
+from . import headers as dl
 from . import kafka, retry
 from .producer import EventProducer
 from .settings import KafkaSettings
