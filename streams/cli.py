@@ -111,9 +111,9 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
 
     Example: prophoto-ingest worker --topics ingest,ingest-preview --concurrency 4 --max-jobs 1000
     """
-    from .app import IngestWorker, create_app
     from .logs import logging_config
-    from .runtime import Limits, WorkerRuntime
+    from .worker.app import IngestWorker, create_app
+    from .worker.runtime import Limits, WorkerRuntime
 
     overrides: dict[str, Any] = {}
     for key, value in (("concurrency", concurrency), ("timeout_s", timeout), ("tries", tries)):

@@ -84,8 +84,8 @@ def sink(ctx: Ctx) -> None:
 
     from tracestore import sink as sink_mod
 
-    from .agents.base import worker_id
     from .topics import TopicMismatch
+    from .worker.runner import worker_id
 
     settings = ctx.settings
     stop = threading.Event()

@@ -148,9 +148,9 @@ def test_a_record_that_kills_its_worker_is_dead_lettered_and_the_partition_moves
     through."""
     from PIL import Image
 
-    from streams.deliveries import delivery_key
     from streams.replay import DeadLetters
     from streams.uploads import stage_upload
+    from streams.worker.deliveries import delivery_key
 
     settings, topics, st = _setup(make_settings, kafka={"partitions": 1},
                                   worker={"max_deliveries": 2})

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from streams import replay
-from streams.runtime import LagReader
 from streams.settings import KafkaSettings
 from streams.topics import Topics
+from streams.worker.runtime import LagReader
 
 # (log start, log end, committed) -> lag
 CASES = [

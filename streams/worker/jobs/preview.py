@@ -6,13 +6,9 @@ import time
 
 from imaging import Attempt
 
-from ..events import UploadReceived
-from .base import JobResult, Services
-
-
-def store_attempt(method: str, start: float, size: int) -> Attempt:
-    return Attempt("storage", method, 1, True, round((time.perf_counter() - start) * 1000, 3),
-                   size_bytes=size)
+from ...events import UploadReceived
+from ..runner import JobResult, Services
+from . import store_attempt
 
 
 def handle(event: UploadReceived, s: Services) -> JobResult:

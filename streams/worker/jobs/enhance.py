@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from ..events import EnhanceRequested
-from .base import JobResult, Services
-from .preview import store_attempt
+from ...events import EnhanceRequested
+from ..runner import JobResult, Services
+from . import store_attempt
 
 
 def handle(event: EnhanceRequested, s: Services) -> JobResult:

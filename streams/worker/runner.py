@@ -20,14 +20,14 @@ from typing import Any, Protocol
 from imaging import Attempt, Imager
 
 from .. import codec, headers, retry
-from ..deliveries import DeliveryLedger
 from ..errors import DeliveryFailed, InvalidHeader, JobTimeout, PoisonRecord
 from ..events import JobEvent
-from ..runtime import Slot
 from ..settings import Settings
 from ..storage import LocalStorage
 from ..topics import Job, Topics
 from ..traces import TraceEvent
+from .deliveries import DeliveryLedger
+from .runtime import Slot
 
 log = logging.getLogger("streams.jobs")
 

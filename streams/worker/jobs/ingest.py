@@ -13,11 +13,11 @@ from pathlib import Path
 
 from imaging import Attempt
 
-from ..errors import SourceMissing
-from ..events import ImageRecord, IngestRequested
-from ..storage import sha256_file
-from .base import JobResult, Output, Services
-from .preview import store_attempt
+from ...errors import SourceMissing
+from ...events import ImageRecord, IngestRequested
+from ...storage import sha256_file
+from ..runner import JobResult, Output, Services
+from . import store_attempt
 
 
 def handle(event: IngestRequested, s: Services) -> JobResult:

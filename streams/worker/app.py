@@ -22,16 +22,16 @@ from faust.types import EventT
 
 from imaging import Imager, ImagingConfig
 
-from . import headers
-from .agents import enhance, ingest, preview
-from .agents.base import Handler, JobRunner, Record, Services, worker_id
+from .. import headers
+from ..errors import StorageUnavailable
+from ..headers import headers_to_dict
+from ..settings import KafkaSettings, Settings
+from ..storage import LocalStorage
+from ..topics import Job, Topics
 from .deliveries import DeliveryLedger
-from .errors import StorageUnavailable
-from .headers import headers_to_dict
+from .jobs import enhance, ingest, preview
+from .runner import Handler, JobRunner, Record, Services, worker_id
 from .runtime import Limits, WorkerRuntime
-from .settings import KafkaSettings, Settings
-from .storage import LocalStorage
-from .topics import Job, Topics
 
 log = logging.getLogger("streams.app")
 

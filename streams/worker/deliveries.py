@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Any
 
-from .settings import KafkaSettings
+from ..settings import KafkaSettings
 
 log = logging.getLogger("streams.deliveries")
 
