@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from streams.cli import main
-from streams.cli_traces import render
+from streams.cli.traces import render
 from streams.settings import Settings
 from streams.traces import TraceEvent
 from tests.conftest import ROOT, settings_env

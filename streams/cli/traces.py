@@ -27,8 +27,7 @@ import click
 
 from tracestore.errors import TraceStoreError
 
-from .cli import main
-from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
+from .context import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
 
 FORMATS = ("table", "csv", "json")
 
@@ -56,7 +55,7 @@ def _store_failures() -> AbstractContextManager[None]:
     return failures(failed=(TraceStoreError, ConnectionError, OSError))
 
 
-@main.group(cls=_TracesGroup)
+@click.group(cls=_TracesGroup)
 def traces() -> None:
     """Trace events in ClickHouse: the sink, one upload's timeline, SQL and the report.
 
@@ -84,8 +83,8 @@ def sink(ctx: Ctx) -> None:
 
     from tracestore import sink as sink_mod
 
-    from .topics import TopicMismatch
-    from .worker.runner import worker_id
+    from ..topics import TopicMismatch
+    from ..worker.runner import worker_id
 
     settings = ctx.settings
     stop = threading.Event()

@@ -1,6 +1,6 @@
 """What every CLI command shares: the lazily loaded settings, exit codes, error reporting.
 
-Kept apart from ``cli.py`` so command modules can import it without an import cycle.
+Every command module imports it, and nothing else of the CLI: no import cycle.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from contextlib import contextmanager
 
 import click
 
-from .errors import IngestError
-from .producer import PublishError
-from .settings import Settings, load
-from .storage import LocalStorage
-from .topics import TopicMismatch, Topics
+from ..errors import IngestError
+from ..producer import PublishError
+from ..settings import Settings, load
+from ..storage import LocalStorage
+from ..topics import TopicMismatch, Topics
 
 EXIT_FAILED = 1
 EXIT_KAFKA = 3

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from .clictx import EXIT_FAILED, Ctx, failures, pass_ctx
-from .producer import PublishError
-from .replay import DeadLetterEntry, DeadLetters, Filter, KafkaUnavailable
+from ..producer import PublishError
+from ..replay import DeadLetterEntry, DeadLetters, Filter, KafkaUnavailable
+from .context import EXIT_FAILED, Ctx, failures, pass_ctx
 
 
 def _since(value: str | None) -> datetime | None:

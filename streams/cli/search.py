@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from .clictx import EXIT_FAILED, EXIT_KAFKA, Ctx, pass_ctx
-from .settings import Settings
+from ..settings import Settings
+from .context import EXIT_FAILED, EXIT_KAFKA, Ctx, pass_ctx
 
 
 async def _run(settings: Settings, field: str, q: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import click
 
 from imaging import Attempt, Imager, ImagingConfig, ImagingError
 
-from .cli import EXIT_FAILED, Ctx, pass_ctx
+from .context import EXIT_FAILED, Ctx, pass_ctx
 
 
 def _line(a: Attempt) -> str:

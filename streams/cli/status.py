@@ -11,14 +11,7 @@ import sys
 
 import click
 
-from .settings import Settings, load
-
-
-def _settings() -> Settings:
-    # The root command has read the settings already; reuse them (one read per process).
-    root = click.get_current_context().find_root().obj
-    found = getattr(root, "settings", None)
-    return found if isinstance(found, Settings) else load()
+from .context import Ctx, pass_ctx
 
 
 @click.group()
@@ -29,14 +22,15 @@ def status() -> None:
 @status.command()
 @click.option("--host", default=None, help="Interface to bind (default: INGEST_STATUS__HOST).")
 @click.option("--port", type=int, default=None, help="Port (default: INGEST_STATUS__PORT, 8080).")
-def serve(host: str | None, port: int | None) -> None:
+@pass_ctx
+def serve(ctx: Ctx, host: str | None, port: int | None) -> None:
     """Serve the dashboard (/), /status, /healthz, /readyz and /metrics.
 
     Example: prophoto-ingest status serve --host 0.0.0.0 --port 8080
     """
     from status.web import run
 
-    run(_settings(), host=host, port=port)
+    run(ctx.settings, host=host, port=port)
 
 
 @status.command()
@@ -45,7 +39,8 @@ def serve(host: str | None, port: int | None) -> None:
                    "partitions but stopped committing shows as stalled only after the stall "
                    "threshold of watching.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole status document.")
-def check(watch_s: float, as_json: bool) -> None:
+@pass_ctx
+def check(ctx: Ctx, watch_s: float, as_json: bool) -> None:
     """Judge the workers once; print one line; the exit code says the state.
 
     \b
@@ -56,7 +51,7 @@ def check(watch_s: float, as_json: bool) -> None:
     from status.report import StatusReport
     from status.service import StatusService
 
-    settings = _settings()
+    settings = ctx.settings
 
     async def run() -> StatusReport:
         svc = StatusService(settings)
