@@ -15,11 +15,12 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
-RUN mkdir -p streams imaging status \
-    && touch streams/__init__.py imaging/__init__.py status/__init__.py \
+RUN mkdir -p streams tracestore imaging status \
+    && touch streams/__init__.py tracestore/__init__.py imaging/__init__.py status/__init__.py \
     && /opt/venv/bin/pip install . \
     && /opt/venv/bin/pip uninstall -y prophoto-ingest-streams
 COPY streams ./streams
+COPY tracestore ./tracestore
 COPY imaging ./imaging
 COPY status ./status
 # The encoder extension is optional to pip; the image must not ship without it. Checked

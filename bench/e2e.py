@@ -41,13 +41,14 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
-from imaging import Imager, ImagingConfig, samples  # noqa: E402
+from imaging import Imager, ImagingConfig  # noqa: E402
 from streams.events import UploadReceived  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.storage import LocalStorage  # noqa: E402
 from streams.topics import Job, Topics, ensure_topics  # noqa: E402
 from streams.uploads import stage_upload  # noqa: E402
+from tests.support import samples  # noqa: E402
 
 
 def make_sources(d: Path, n: int, size: tuple[int, int]) -> list[Path]:

@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams import deadletter as dl  # noqa: E402
-from streams.failed import DeadLetters  # noqa: E402
+from streams import headers as dl  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
+from streams.replay import DeadLetters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.topics import Job, Topics, ensure_topics  # noqa: E402
 

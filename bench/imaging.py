@@ -57,8 +57,9 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the package.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from imaging import Imager, ImagingConfig, render, samples  # noqa: E402
+from imaging import Imager, ImagingConfig, render  # noqa: E402
 from imaging.render import FAST_DECODER, FAST_ENCODER  # noqa: E402
+from tests.support import samples  # noqa: E402
 
 
 def baseline(path: Path) -> Image.Image:

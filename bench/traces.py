@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streams.settings import Settings
 from streams.topics import Topics, ensure_topics
 from streams.traces import TraceEvent
-from streams.tracestore import codec, schema
-from streams.tracestore.sink import SinkRunner
-from streams.tracestore.store import open_store
+from tracestore import codec, schema
+from tracestore.sink import SinkRunner
+from tracestore.store import open_store
 
 METHODS = [("preview_extraction", "exiftool_embedded", 1), ("preview_extraction", "pillow_decode", 2),
            ("thumbnail_generation", "from_preview", 1), ("metadata_extraction", "exiftool", 1)]

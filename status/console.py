@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from streams import pauses
 from streams.errors import KafkaUnavailable
-from streams.failed import (
+from streams.replay import (
     DeadLetterEntry,
     DeadLetters,
     Filter,

@@ -1,7 +1,7 @@
 """The failed-jobs page's data: every dead letter and the resolution state, read once from
 the start and then only what is new, so a page of 10,000 open dead letters costs no full
 topic scan per request. Records become entries, fold into state and are filtered by
-streams/failed.py's own code (``entry_from_message``, ``apply_state``, ``open_entries``,
+streams/replay.py's own code (``entry_from_message``, ``apply_state``, ``open_entries``,
 ``Filter``), the code the ``failed`` and ``replay`` commands run.
 
 The pure half (query parsing, paging, detail, selection digests) is tested on its own; the
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams import deadletter as dl
+from streams import headers as dl
 from streams import kafka
 from streams.errors import KafkaUnavailable
-from streams.failed import (
+from streams.kafka import TopicTail
+from streams.replay import (
     RESOLVED,
     DeadLetterEntry,
     Filter,
@@ -30,7 +31,6 @@ from streams.failed import (
     entry_from_message,
     open_entries,
 )
-from streams.kafka import TopicTail
 from streams.settings import KafkaSettings
 from streams.topics import JOB_TOPICS, Job, Topics
 

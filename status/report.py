@@ -17,7 +17,7 @@ from streams.topics import Job, Topics
 from . import health
 from .health import State, Verdict
 from .heartbeats import Seen
-from .lag import KafkaRound, Member, Watched, watched_topics
+from .probe import KafkaRound, Member, Watched, watched_topics
 
 # A worker whose heartbeat is older than this many of its intervals (and at least
 # GONE_AFTER_S) is gone: a busy machine delays heartbeats by seconds.

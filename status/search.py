@@ -28,7 +28,7 @@ from typing import Any, Literal
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from streams.failed import DeadLetterEntry
+from streams.replay import DeadLetterEntry
 from streams.settings import Settings
 from streams.topics import Job, Topics, partition_for
 
@@ -365,7 +365,7 @@ class Searcher:
         return hit[1]
 
     def _store_timeline(self, uuid: str) -> list[dict[str, object]]:
-        from streams.tracestore.reader import open_reader  # heavy (chDB), optional
+        from tracestore.reader import open_reader  # heavy (chDB), optional
 
         reader = open_reader(self.settings)
         try:

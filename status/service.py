@@ -22,7 +22,7 @@ from typing import Protocol
 from streams.settings import Settings
 
 from .errors import StatusError
-from .lag import DeadLetterLookup, KafkaRound, Probe
+from .probe import DeadLetterLookup, KafkaRound, Probe
 from .report import StatusReport, Tracker, unreachable
 
 log = logging.getLogger("status.service")

@@ -1,6 +1,6 @@
 """Charts of the trace store: the ``/charts`` page and ``GET /api/trace-metrics?window=1h|24h``.
 
-One query set (``streams/sql/metrics_*.sql``, each answering both windows) runs on a thread
+One query set (``tracestore/sql/metrics_*.sql``, each answering both windows) runs on a thread
 of its own through ``open_reader``, one set at a time, under a timeout, and its answer is
 kept ``ttl_s``; ``shape`` turns its rows into the series the page draws. A store that does
 not answer is said in the JSON (``available: false``), never a 500: the rest of the
@@ -56,7 +56,7 @@ class Queryable(Protocol):
 
 def run_queries(reader: Queryable) -> Raw:
     """Every metrics query once, as lists of row dicts (both windows in each)."""
-    from streams.tracestore import pack
+    from tracestore import pack
 
     queries = pack.load()
     out: Raw = {}
@@ -68,7 +68,7 @@ def run_queries(reader: Queryable) -> Raw:
 
 def collect(settings: Settings) -> Raw:
     # Imported here: the store (chDB) is heavy and optional for the service.
-    from streams.tracestore.reader import open_reader
+    from tracestore.reader import open_reader
 
     reader = open_reader(settings)
     try:

@@ -172,7 +172,7 @@ async def _attempts(app: web.Application, settings: Settings, uuid: str, timeout
 
     def timeline() -> list[dict[str, object]]:
         # Imported here: the store (chDB) is heavy and optional for the service.
-        from streams.tracestore.reader import open_reader
+        from tracestore.reader import open_reader
 
         reader = open_reader(settings)
         try:

@@ -1,7 +1,7 @@
 """What a worker says about itself every few seconds on the heartbeats topic: who it is,
 what it runs, what it holds back and why, and a sketch of its upload-to-preview latency.
 
-The model is the protocol: the worker writes it (``streams.runtime``), the status service
+The model is the protocol: the worker writes it (``streams.worker.runtime``), the status service
 reads it. Wall-clock times are the worker's own; a reader compares durations
 (``running_s``, heartbeat age), never a worker's clock against its own.
 """

@@ -167,7 +167,7 @@ class Topics:
         out.append(TopicSpec(self.heartbeats, 1, config={
             "retention.ms": str(15 * 60 * 1000), "segment.ms": str(5 * 60 * 1000),
             "message.timestamp.type": "LogAppendTime"}))
-        # Delivery counts of records in flight (streams/deliveries.py): nearly every key is
+        # Delivery counts of records in flight (streams/worker/deliveries.py): nearly every key is
         # tombstoned within seconds, so compact often and keep tombstones an hour.
         out.append(TopicSpec(self.deliveries, n, compacted=True, config={
             "segment.ms": str(3600 * 1000), "delete.retention.ms": str(3600 * 1000),

@@ -2,7 +2,7 @@
 
 Every attempt of every job is one event: each method tried (fallbacks included), each
 failure, and the ``retry`` / ``dead_letter`` decision that closes a failed run. The sink
-(``streams.tracestore``) turns them into rows of ``traces`` in ClickHouse, one column per
+(``tracestore``) turns them into rows of ``traces`` in ClickHouse, one column per
 field, so a field added here needs a new versioned DDL file there (a unit test checks).
 
 ``trace_id`` is the identity of an attempt: a redelivered event carries the same id and the

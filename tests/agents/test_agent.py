@@ -1,4 +1,4 @@
-"""The faust agent wrapper (``streams.app._register``) under ``agent.test_context()``: the
+"""The faust agent wrapper (``streams.worker.app._register``) under ``agent.test_context()``: the
 real app's agent for a job topic, fed from faust's in-memory channel, publishing through
 the real ``FaustSender`` into a producer that keeps what it is given. No broker: the
 bootstrap points at a closed port, so anything that tried one would fail."""
@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from streams import app as app_module
-from streams import deadletter as dl
+from streams import headers as dl
 from streams import retry
-from streams.agents.base import JobResult, Output, Services
 from streams.errors import SourceMissing
 from streams.events import UploadReceived
 from streams.outcomes import DeadLetterReason, Outcome
-from streams.runtime import Limits, WorkerRuntime
 from streams.settings import Settings
 from streams.topics import Job, Topics
+from streams.worker import app as app_module
+from streams.worker.runner import JobResult, Output, Services
+from streams.worker.runtime import Limits, WorkerRuntime
 
 UID = "0b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"
 

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from imaging import Imager
-from streams import deadletter as dl
+from streams import headers as dl
 from streams import retry
-from streams.agents.base import JobResult, JobRunner, Record, Services
 from streams.errors import StorageUnavailable
 from streams.events import UploadReceived
 from streams.settings import Settings
 from streams.storage import LocalStorage
 from streams.topics import Job, Topics
+from streams.worker.runner import JobResult, JobRunner, Record, Services
 
 UID = "0b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"
 
@@ -136,7 +136,7 @@ def test_timeout_is_a_transient_failure(services: Services) -> None:
 
 def test_success_publishes_outputs_and_traces(services: Services) -> None:
     from imaging import Attempt
-    from streams.agents.base import Output
+    from streams.worker.runner import Output
 
     sender = FakeSender()
 
@@ -227,7 +227,7 @@ class RefusingSender(FakeSender):
 
 
 def test_an_output_the_broker_refuses_is_not_a_success(services: Services) -> None:
-    from streams.agents.base import Output
+    from streams.worker.runner import Output
 
     sender = RefusingSender("images")
     runner = JobRunner(Job.PREVIEW, lambda e, s: JobResult(outputs=[Output("images", b"k", b"v")]),
@@ -254,7 +254,7 @@ def test_a_refused_dead_letter_is_sent_again_until_acknowledged(services: Servic
 # -- a job past its timeout keeps its slot until its thread ends ---------------------------
 
 def _runtime(concurrency: int) -> Any:
-    from streams.runtime import Limits, WorkerRuntime
+    from streams.worker.runtime import Limits, WorkerRuntime
 
     settings = Settings()
     return WorkerRuntime(kafka=settings.kafka, topics=Topics.from_settings(settings.kafka),
@@ -314,7 +314,7 @@ def test_a_timed_out_job_keeps_its_slot_so_the_next_job_is_not_starved(tmp_path:
 def test_worker_stops_for_its_supervisor_when_every_thread_is_stuck(tmp_path: Path) -> None:
     import threading
 
-    from streams.runtime import EXIT_STUCK
+    from streams.worker.runtime import EXIT_STUCK
 
     settings = Settings(worker={"timeout_s": 0.2}, storage={"root": tmp_path})  # type: ignore[arg-type]
     services = Services(settings=settings, topics=Topics.from_settings(settings.kafka),
@@ -349,7 +349,7 @@ def test_a_record_whose_deliveries_die_with_the_worker_becomes_a_dead_letter(tmp
     as a SIGKILL would end it); the fourth is not run but dead-lettered as poison."""
     import threading
 
-    from streams.deliveries import DeliveryLedger
+    from streams.worker.deliveries import DeliveryLedger
 
     settings = Settings(storage={"root": tmp_path})  # type: ignore[arg-type]
     ledger = DeliveryLedger(settings.kafka, "ingest-deliveries", max_deliveries=3)
@@ -399,8 +399,8 @@ def test_an_ingest_finished_by_a_concurrent_run_is_republished_not_dead_lettered
 ) -> None:
     """Run 2 found the upload, then run 1 finished the whole ingest (and removed the upload)
     before run 2 could open it: run 2 republishes the stored record, unchanged."""
-    from streams.agents import ingest
     from streams.uploads import ingest_request, stage_upload
+    from streams.worker.jobs import ingest
     from tests.integration.helpers import make_jpeg
 
     st = services.storage
@@ -429,8 +429,8 @@ def test_an_ingest_finished_by_a_concurrent_run_is_republished_not_dead_lettered
 def test_an_ingest_that_finishes_second_keeps_the_first_record(services: Services, tmp_path: Path) -> None:
     """Both runs copied; run 1 wrote the metadata first: run 2 publishes that record, not a
     second one with another ingested_at."""
-    from streams.agents import ingest
     from streams.uploads import ingest_request, stage_upload
+    from streams.worker.jobs import ingest
     from tests.integration.helpers import make_jpeg
 
     st = services.storage
@@ -478,8 +478,8 @@ def test_a_repeated_ingest_with_another_extension_keeps_the_original(
 ) -> None:
     """Ingested as a.jpg; a second request for the same UUID names x.png: the stored
     original stays, no copy under another name, the same record is published again."""
-    from streams.agents import ingest
     from streams.uploads import ingest_request, stage_upload
+    from streams.worker.jobs import ingest
     from tests.integration.helpers import make_jpeg
 
     st = services.storage

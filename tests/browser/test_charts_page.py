@@ -12,13 +12,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from imaging import samples
 from streams.settings import Settings
-from streams.tracestore.reader import open_reader
 from tests.browser.test_dashboard import _serve, browser  # noqa: F401 - the browser fixture
 from tests.conftest import ROOT, WorkerProcess, wait_until
 from tests.integration.helpers import cli, make_jpeg
 from tests.integration.test_traces import wait_sink_ready
+from tests.support import samples
+from tracestore.reader import open_reader
 
 SCREENSHOT = ROOT / "artifacts" / "status-charts.png"
 SCREENSHOT_DOWN = ROOT / "artifacts" / "status-charts-unavailable.png"

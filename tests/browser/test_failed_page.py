@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.failed import DeadLetters
+from streams.replay import DeadLetters
 from streams.settings import Settings
 from streams.storage import LocalStorage
 from streams.topics import Topics

@@ -41,12 +41,12 @@ from PIL import Image, ImageDraw
 
 import streams
 from streams import codec
-from streams import deadletter as dl
+from streams import headers as dl
 from streams.errors import KafkaUnavailable
 from streams.events import ImageRecord, UploadReceived
-from streams.failed import DeadLetters
 from streams.kafka import read_to_end
 from streams.producer import EventProducer, PublishError
+from streams.replay import DeadLetters
 from streams.settings import Settings
 from streams.storage import LocalStorage, sha256_file
 from streams.topics import Job, Topics, ensure_topics, partition_for

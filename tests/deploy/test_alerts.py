@@ -15,7 +15,7 @@ import yaml
 
 from status import metrics
 from status.heartbeats import Seen
-from status.lag import DeadLetterDepth, KafkaRound, Member, PartitionOffsets
+from status.probe import DeadLetterDepth, KafkaRound, Member, PartitionOffsets
 from status.report import Tracker
 from streams.heartbeat import Heartbeat, InFlightJob, LatencySketch
 from streams.settings import Settings

@@ -71,7 +71,7 @@ def test_package_data_covers_every_data_file() -> None:
     (SQL schema, dashboard assets) is silently left out of it."""
     declared = PYPROJECT["tool"]["setuptools"].get("package-data", {})
     missing: list[str] = []
-    for package in ("streams", "imaging", "status"):
+    for package in ("streams", "tracestore", "imaging", "status"):
         base = ROOT / package
         for f in base.rglob("*"):
             if f.is_dir() or f.suffix in (".py", ".pyc", ".md") or "__pycache__" in f.parts:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from imaging import ExiftoolTimeout, Imager, ImagingConfig, samples
+from imaging import ExiftoolTimeout, Imager, ImagingConfig
 from imaging.exiftool import Exiftool
 from imaging.render import FAST_DECODER
+from tests.support import samples
 
 
 @pytest.fixture

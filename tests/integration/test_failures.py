@@ -8,10 +8,10 @@ import re
 import shutil
 from pathlib import Path
 
-from streams import deadletter as dl
-from streams.failed import DeadLetters
+from streams import headers as dl
 from streams.kafka import describe_group
 from streams.producer import EventProducer
+from streams.replay import DeadLetters
 from streams.settings import Settings
 from streams.storage import PREVIEWS, LocalStorage
 from streams.topics import Job, Topics, ensure_topics

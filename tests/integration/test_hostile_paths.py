@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from streams.events import EnhanceRequested, IngestRequested, UploadReceived
-from streams.failed import DeadLetters
+from streams.replay import DeadLetters
 from streams.topics import Job
 from streams.uploads import ingest_request
 from tests.conftest import wait_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streams import deadletter
+from streams import headers
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.storage import LocalStorage
@@ -46,11 +46,11 @@ def test_malformed_events_do_not_stop_the_agent(
     dead = read_topic(settings, topics.dead_letter(Job.PREVIEW), expect=len(bad))
     assert sorted(m.key().decode() for m in dead) == sorted(bad)
     for m in dead:
-        h = deadletter.headers_to_dict(m.headers())
+        h = headers.headers_to_dict(m.headers())
         assert m.value() == bad[m.key().decode()], "dead letter must carry the original value"
-        assert h[deadletter.H_EXC_CLASS] == "streams.errors.InvalidEvent"
-        assert h[deadletter.H_TOPIC] == topics.job(Job.PREVIEW)
-        assert h[deadletter.H_REASON] == "permanent"
+        assert h[headers.H_EXC_CLASS] == "streams.errors.InvalidEvent"
+        assert h[headers.H_TOPIC] == topics.job(Job.PREVIEW)
+        assert h[headers.H_REASON] == "permanent"
     assert not (Path("/etc/passwd.jpg")).exists()
     assert worker.proc.poll() is None
     log = worker.output()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from status.deadletters import DeadLetterTally
-from streams.failed import DeadLetters
 from streams.producer import EventProducer
+from streams.replay import DeadLetters
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics
 

@@ -11,17 +11,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from imaging import samples
 from imaging.render import FAST_DECODER
-from streams.deadletter import H_EXC_MESSAGE, H_REASON, H_TOPIC, headers_to_dict
+from streams.headers import H_EXC_MESSAGE, H_REASON, H_TOPIC, headers_to_dict
 from streams.settings import Settings
 from streams.topics import Job, Topics
 from streams.traces import TraceEvent
-from streams.tracestore.reader import open_reader
-from streams.tracestore.sink import sink_group
-from streams.tracestore.store import lock_path, read_owner
 from tests.conftest import WorkerProcess, wait_until
 from tests.integration.helpers import cli, make_jpeg, read_topic
+from tests.support import samples
+from tracestore.reader import open_reader
+from tracestore.sink import sink_group
+from tracestore.store import lock_path, read_owner
 
 Rows = list[dict[str, object]]
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streams.settings import Settings
-from streams.tracestore.store import lock_path, read_owner
 from tests.conftest import WorkerProcess
 from tests.integration.helpers import cli
 from tests.integration.test_traces import sink_settings, wait_sink_ready
+from tracestore.store import lock_path, read_owner
 
 
 def _post(url: str, sql: str, headers: dict[str, str]) -> tuple[int, str]:

@@ -91,7 +91,7 @@ def test_a_record_the_broker_refuses_is_never_committed_past(
     naming the refusal, and only then is its offset committed."""
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-    from streams.failed import DeadLetters
+    from streams.replay import DeadLetters
 
     settings, topics, st = _setup(make_settings, kafka={"partitions": 1}, worker={"tries": 2})
     admin = AdminClient(settings.kafka.confluent_config())
@@ -148,9 +148,9 @@ def test_a_record_that_kills_its_worker_is_dead_lettered_and_the_partition_moves
     through."""
     from PIL import Image
 
-    from streams.deliveries import delivery_key
-    from streams.failed import DeadLetters
+    from streams.replay import DeadLetters
     from streams.uploads import stage_upload
+    from streams.worker.deliveries import delivery_key
 
     settings, topics, st = _setup(make_settings, kafka={"partitions": 1},
                                   worker={"max_deliveries": 2})
@@ -185,7 +185,7 @@ def test_two_deliveries_of_one_ingest_in_flight_make_one_ingest_and_no_dead_lett
     records of a UUID are the same bytes."""
     from collections import defaultdict
 
-    from streams.failed import DeadLetters
+    from streams.replay import DeadLetters
     from tests.integration.helpers import read_topic
 
     settings, topics, st = _setup(make_settings, kafka={"partitions": 1})

@@ -13,9 +13,9 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 from PIL import Image
 
-from streams.failed import DeadLetters
 from streams.kafka import describe_group
 from streams.producer import EventProducer
+from streams.replay import DeadLetters
 from streams.settings import Settings
 from streams.storage import LocalStorage
 from streams.topics import Job, Topics, ensure_topics

@@ -13,7 +13,7 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams.commits import install
+from streams.worker.commits import install
 
 TOPIC = TP("t-ingest", 2)
 
@@ -81,10 +81,10 @@ async def test_a_revoked_partition_is_left_to_its_next_owner(consumer: Any) -> N
 
 
 def test_the_worker_app_builds_its_consumer_from_it(tmp_path: Any) -> None:
-    from streams.app import create_app
-    from streams.commits import RetryingConsumer
     from streams.settings import Settings
     from streams.topics import Job
+    from streams.worker.app import create_app
+    from streams.worker.commits import RetryingConsumer
 
     settings = Settings(kafka={"bootstrap_servers": "127.0.0.1:1"},  # type: ignore[arg-type]
                         storage={"root": str(tmp_path)})

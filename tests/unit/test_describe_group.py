@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from streams import failed
+from streams import replay
 from streams.kafka import describe_group
 
 
@@ -68,5 +68,5 @@ def test_clear_on_a_fresh_broker_is_not_refused_for_a_busy_coordinator() -> None
     """``clear`` asks the group for members first; on a broker that has just started the
     coordinator answers NOT_COORDINATOR for a moment, which is not "Kafka unavailable"."""
     admin = FakeAdmin([KafkaError.NOT_COORDINATOR])
-    failed._refuse_if_members(admin, "g", 10)  # an empty group: no refusal, no error
+    replay._refuse_if_members(admin, "g", 10)  # an empty group: no refusal, no error
     assert admin.calls == 2

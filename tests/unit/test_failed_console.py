@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from status import console, web
 from status.service import StatusService
 from streams.errors import KafkaUnavailable
-from streams.failed import RESOLVED, DeadLetterEntry, open_entries
+from streams.replay import RESOLVED, DeadLetterEntry, open_entries
 from streams.settings import Settings
 from tests.unit.test_failed_view import entry
 from tests.unit.test_status_web import FakeProbe, make_settings

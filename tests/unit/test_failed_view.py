@@ -11,8 +11,8 @@ import pytest
 
 from status import failed_view as fv
 from status.deadletters import DeadLetterTally
-from streams import deadletter as dl
-from streams.failed import (
+from streams import headers as dl
+from streams.replay import (
     ACTION_KEY_PREFIX,
     DeadLetterEntry,
     Filter,

@@ -11,13 +11,13 @@ import pytest
 from status import metrics
 from status.health import State
 from status.heartbeats import Seen
-from status.lag import DeadLetterDepth, KafkaRound, Member, PartitionOffsets
+from status.probe import DeadLetterDepth, KafkaRound, Member, PartitionOffsets
 from status.report import Tracker
 from streams.heartbeat import Heartbeat, InFlightJob, LatencySketch, PausedTopic, summarize
 from streams.pauses import Pause, decode
-from streams.runtime import Limits, WorkerRuntime
 from streams.settings import KafkaSettings, Settings
 from streams.topics import Job, Topics
+from streams.worker.runtime import Limits, WorkerRuntime
 
 S = Settings(kafka={"topic_prefix": "h-", "partitions": 2},  # type: ignore[arg-type]
              status={"stall_threshold_s": 30, "sample_interval_s": 5})

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imaging import Imager, ImagingConfig, samples
+from imaging import Imager, ImagingConfig
 from imaging.metadata import ImageMetadata
 from imaging.render import FAST_DECODER
+from tests.support import samples
 
 CFG = ImagingConfig(preview_long_edge=256, thumbnail_size=64, enhance_long_edge=512)
 # what decodes an 8-bit RGB or grey JPEG: libjpeg-turbo straight, when the extension is built

@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 from PIL import Image
 
-from imaging import samples
 from imaging.render import FAST_DECODER
 from streams.cli import main
+from tests.support import samples
 
 
 def test_process_writes_outputs_and_prints_attempts(tmp_path: Path) -> None:

@@ -22,9 +22,9 @@ from imaging import (
     ImagingError,
     StorageUnavailable,
     UnsupportedFormat,
-    samples,
 )
 from imaging.probe import QUICK_PROBE_MIN_EDGE
+from tests.support import samples
 
 CFG = ImagingConfig(preview_long_edge=128, thumbnail_size=32, decode_timeout_s=30)
 

@@ -28,9 +28,9 @@ from imaging import (
     ImagingConfig,
     UnsupportedFormat,
     render,
-    samples,
 )
 from imaging.render import TURBO_SCALES, turbo_scale
+from tests.support import samples
 
 
 @pytest.fixture(scope="module")

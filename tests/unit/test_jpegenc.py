@@ -12,9 +12,10 @@ from types import ModuleType
 import pytest
 from PIL import Image, ImageChops
 
-from imaging import render, samples
+from imaging import render
 from imaging.color import SRGB_ICC
 from imaging.render import Carry, encode
+from tests.support import samples
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from streams import failed
-from streams.runtime import LagReader
+from streams import replay
 from streams.settings import KafkaSettings
 from streams.topics import Topics
+from streams.worker.runtime import LagReader
 
 # (log start, log end, committed) -> lag
 CASES = [
@@ -59,8 +59,8 @@ def test_clear_counts_only_records_that_are_still_there(
 ) -> None:
     begin, end, committed = offsets
     fake = FakeConsumer((begin, end), committed)
-    monkeypatch.setattr(failed, "_consumer", lambda kafka: fake)
-    monkeypatch.setattr(failed, "Consumer", lambda conf: fake)
+    monkeypatch.setattr(replay, "_consumer", lambda kafka: fake)
+    monkeypatch.setattr(replay, "Consumer", lambda conf: fake)
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
-    dl = failed.DeadLetters(kafka, Topics.from_settings(kafka))
+    dl = replay.DeadLetters(kafka, Topics.from_settings(kafka))
     assert dl.clear("g", "t", apply=False) == {0: expected}

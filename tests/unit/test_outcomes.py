@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 
 from imaging import Imager
-from streams import deadletter as dl
+from streams import headers as dl
 from streams import retry, traces
-from streams.agents.base import JobResult, JobRunner, Record, Services
 from streams.errors import InvalidEvent, StorageUnavailable
 from streams.events import UploadReceived
-from streams.failed import entry_from_message
 from streams.outcomes import DeadLetterReason, Outcome
+from streams.replay import entry_from_message
 from streams.settings import Settings
 from streams.storage import LocalStorage
 from streams.topics import Job, Topics
+from streams.worker.runner import JobResult, JobRunner, Record, Services
 
 ROOT = Path(__file__).resolve().parents[2]
 UID = "0b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.runtime import PriorityGate
+from streams.worker.gate import PriorityGate
 
 
 def test_free_slot_goes_to_the_most_urgent_waiter() -> None:

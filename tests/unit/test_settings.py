@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.app import broker_credentials, broker_url
 from streams.settings import KafkaSettings, Settings
+from streams.worker.app import broker_credentials, broker_url
 
 
 def test_env_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:

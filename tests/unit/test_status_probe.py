@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 from typing import Any
 
 from status.health import State
-from status.lag import Probe
+from status.probe import Probe
 from status.report import Tracker
 from streams.settings import Settings
 from streams.topics import Job, Topics

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from status import web
 from status.errors import KafkaUnreachable
-from status.lag import DeadLetter, DeadLetterDepth, DeadLetterLookup, KafkaRound, Member, PartitionOffsets
+from status.probe import DeadLetter, DeadLetterDepth, DeadLetterLookup, KafkaRound, Member, PartitionOffsets
 from status.service import StatusService
 from streams.settings import Settings
 from streams.topics import Job, Topics
@@ -250,7 +250,7 @@ async def test_the_sampler_keeps_its_own_clock_whatever_the_request_rate(
 async def test_lookup_shows_dead_letters_and_says_why_attempts_are_missing(
     client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streams.tracestore.reader as reader
+    import tracestore.reader as reader
 
     def broken(settings: Settings) -> Any:
         raise RuntimeError("store offline")
@@ -268,7 +268,7 @@ async def test_lookup_shows_dead_letters_and_says_why_attempts_are_missing(
 async def test_lookup_lists_attempts_from_the_traces_store(
     client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streams.tracestore.reader as reader
+    import tracestore.reader as reader
 
     class Reader:
         def timeline(self, uuid: str) -> list[dict[str, object]]:
@@ -347,7 +347,7 @@ async def test_a_token_guards_everything_but_the_probes(client: ClientFactory) -
 async def test_lookup_is_bounded_and_shows_only_what_an_operator_needs(
     client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streams.tracestore.reader as reader
+    import tracestore.reader as reader
 
     opened: list[str] = []
 

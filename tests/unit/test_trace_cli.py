@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from streams.cli import main
-from streams.cli_traces import render
+from streams.cli.traces import render
 from streams.settings import Settings
 from streams.traces import TraceEvent
-from streams.tracestore import pack
-from streams.tracestore.sink import Batch, TraceSink
-from streams.tracestore.store import open_store
 from tests.conftest import ROOT, settings_env
+from tracestore import pack
+from tracestore.sink import Batch, TraceSink
+from tracestore.store import open_store
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_sql_formats_file_and_params(settings: Settings) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads(res.output) == [{"method_tried": "embedded_preview", "success": False},
                                       {"method_tried": "pillow_decode", "success": True}]
-    res = run(settings, "sql", "--file", str(ROOT / "streams/sql/timeline.sql"), "--param", f"uuid={img}",
+    res = run(settings, "sql", "--file", str(ROOT / "tracestore/sql/timeline.sql"), "--param", f"uuid={img}",
               "--format", "csv")
     assert res.exit_code == 0, res.output
     assert len(list(csv.DictReader(io.StringIO(res.output)))) == 2
@@ -104,7 +104,7 @@ def test_report_runs_every_headline_query(settings: Settings) -> None:
 
 def test_every_pack_file_documents_what_it_answers() -> None:
     queries = pack.load()
-    files = sorted(p.stem for p in (ROOT / "streams/sql").glob("*.sql"))
+    files = sorted(p.stem for p in (ROOT / "tracestore/sql").glob("*.sql"))
     assert sorted(queries) == files
     for q in queries.values():
         assert len(q.answers) > 30 and q.answers.endswith((".", ")")), q.name

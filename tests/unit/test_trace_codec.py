@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from streams.traces import TraceEvent
-from streams.tracestore import codec
+from tracestore import codec
 
 
 def event(**over: object) -> TraceEvent:

@@ -19,10 +19,10 @@ from status import trace_metrics as tm
 from status import web
 from status.service import StatusService
 from streams.settings import ClickHouseSettings, Settings
-from streams.tracestore.sink import Batch, TraceSink
-from streams.tracestore.store import StoreLock, open_store
 from tests.unit.test_status_web import FakeProbe
 from tests.unit.test_trace_store import tr
+from tracestore.sink import Batch, TraceSink
+from tracestore.store import StoreLock, open_store
 
 
 def chart(doc: dict[str, Any], cid: str) -> dict[str, Any]:

@@ -11,11 +11,11 @@ import pytest
 
 from streams.settings import ClickHouseSettings
 from streams.traces import TraceEvent
-from streams.tracestore import codec, schema
-from streams.tracestore.backends import INSERT_SETTINGS, ChdbBackend, ServerBackend
-from streams.tracestore.errors import QueryFailed
-from streams.tracestore.sink import Batch, TraceSink
-from streams.tracestore.store import Store
+from tracestore import codec, schema
+from tracestore.backends import INSERT_SETTINGS, ChdbBackend, ServerBackend
+from tracestore.errors import QueryFailed
+from tracestore.sink import Batch, TraceSink
+from tracestore.store import Store
 
 
 def _compact(columns: list[str], rows: list[list[object]]) -> bytes:

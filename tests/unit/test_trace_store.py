@@ -13,12 +13,12 @@ import pytest
 
 from streams.settings import ClickHouseSettings, Settings
 from streams.traces import TraceEvent
-from streams.tracestore import schema
-from streams.tracestore.endpoint import QueryServer, new_token, remote_query
-from streams.tracestore.errors import QueryFailed, QueryRejected, SchemaError, StoreBusy
-from streams.tracestore.reader import ChdbReader, open_reader
-from streams.tracestore.sink import Batch, TraceSink
-from streams.tracestore.store import Store, StoreLock, check_read_only, lock_path, open_store
+from tracestore import schema
+from tracestore.endpoint import QueryServer, new_token, remote_query
+from tracestore.errors import QueryFailed, QueryRejected, SchemaError, StoreBusy
+from tracestore.reader import ChdbReader, open_reader
+from tracestore.sink import Batch, TraceSink
+from tracestore.store import Store, StoreLock, check_read_only, lock_path, open_store
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_redelivered_batch_does_not_double_count(store: Store) -> None:
     assert count(store) == 10
     assert count(store, "SELECT uniqMerge(attempts) FROM traces_per_minute") == 10
     assert count(store, "SELECT uniqMerge(images) FROM traces_per_minute") == 10
-    from streams.tracestore import pack
+    from tracestore import pack
 
     _, rows = store.query(pack.load()["success_rate"].sql)
     assert rows == [("preview_extraction", "pillow_decode", 10, 10, 1)]
@@ -172,7 +172,7 @@ def test_store_failure_raises_and_the_batch_can_be_written_again() -> None:
 
 # -- the SQL pack on known data -----------------------------------------------------------
 def test_pack_queries_answer_on_known_data(store: Store) -> None:
-    from streams.tracestore import pack
+    from tracestore import pack
 
     t0 = datetime.now(UTC).replace(microsecond=0)
     a, b, c = (str(uuid.uuid4()) for _ in range(3))

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-import streams.tracestore.endpoint as endpoint_mod
-import streams.tracestore.reader as reader_mod
+import tracestore.endpoint as endpoint_mod
+import tracestore.reader as reader_mod
 from streams.settings import ClickHouseSettings, Settings
 from streams.traces import TraceEvent
-from streams.tracestore import pack
-from streams.tracestore.endpoint import QueryServer, new_token
-from streams.tracestore.errors import QueryFailed, QueryRejected, TraceStoreError
-from streams.tracestore.reader import TraceReader, open_reader
-from streams.tracestore.sink import Batch, TraceSink
-from streams.tracestore.store import Store, StoreLock, check_read_only, open_store
+from tracestore import pack
+from tracestore.endpoint import QueryServer, new_token
+from tracestore.errors import QueryFailed, QueryRejected, TraceStoreError
+from tracestore.reader import TraceReader, open_reader
+from tracestore.sink import Batch, TraceSink
+from tracestore.store import Store, StoreLock, check_read_only, open_store
 
 FILE_READ = "SELECT * FROM file('{path}','LineAsString')"
 HIDDEN_DDL = "SELECT 1 /* ' */ ; CREATE TABLE zz (a Int32) ENGINE=Memory /* ' */"
@@ -225,8 +225,8 @@ def test_guard_accepts_one_statement_with_comments(sql: str) -> None:
 
 # -- the server backend: the server enforces readonly=1, sent with every reader's query ---------
 def test_server_reads_carry_readonly_and_the_same_sql(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.tracestore.backends import ServerBackend
     from tests.unit.test_trace_server_backend import FakeClient
+    from tracestore.backends import ServerBackend
 
     settings = ClickHouseSettings(backend="server")  # type: ignore[call-arg]
     client = FakeClient()
@@ -269,8 +269,8 @@ def test_the_endpoint_answers_only_with_the_token_from_the_lock_file(
     import os
     import stat
 
-    from streams.tracestore.endpoint import remote_query
-    from streams.tracestore.store import lock_path, read_owner
+    from tracestore.endpoint import remote_query
+    from tracestore.store import lock_path, read_owner
 
     owner = read_owner(lock_path(ch.path))
     assert owner is not None
@@ -294,7 +294,7 @@ def test_a_lock_file_others_can_read_is_made_private(ch: ClickHouseSettings) -> 
     import os
     import stat
 
-    from streams.tracestore.store import lock_path
+    from tracestore.store import lock_path
 
     path = lock_path(ch.path)
     path.parent.mkdir(parents=True, exist_ok=True)

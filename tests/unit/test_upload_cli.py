@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams import cli
+from streams.cli import publish
 from streams.errors import KafkaUnavailable
 from streams.producer import PublishError
 from streams.settings import Settings
@@ -38,9 +38,9 @@ def test_only_surely_unpublished_files_are_unstaged(tmp_path: Path, monkeypatch:
     ctx, (ok, refused, timed_out_but_there, timed_out_gone) = _staged(tmp_path, 4)
     exc = PublishError("publish failed", delivered_keys={ok.key},
                        uncertain_keys={timed_out_but_there.key, timed_out_gone.key})
-    monkeypatch.setattr(cli, "keys_written_since", lambda *a: {timed_out_but_there.key})
+    monkeypatch.setattr(publish, "keys_written_since", lambda *a: {timed_out_but_there.key})
     with pytest.raises(SystemExit) as stop:
-        cli._publish_failed(ctx, [ok, refused, timed_out_but_there, timed_out_gone], exc, {})
+        publish._publish_failed(ctx, [ok, refused, timed_out_but_there, timed_out_gone], exc, {})
     assert stop.value.code == 3
     assert _exists(ctx, ok) and _exists(ctx, timed_out_but_there)
     assert not _exists(ctx, refused) and not _exists(ctx, timed_out_gone)  # the broker said no
@@ -56,9 +56,9 @@ def test_files_whose_fate_the_broker_cannot_tell_are_kept(tmp_path: Path, monkey
     def no_answer(*_: Any) -> set[bytes]:
         raise KafkaUnavailable("broker gone")
 
-    monkeypatch.setattr(cli, "keys_written_since", no_answer)
+    monkeypatch.setattr(publish, "keys_written_since", no_answer)
     with pytest.raises(SystemExit):
-        cli._publish_failed(ctx, [refused, unknown], exc, {})
+        publish._publish_failed(ctx, [refused, unknown], exc, {})
     assert _exists(ctx, unknown) and not _exists(ctx, refused)
     captured = capsys.readouterr()
     assert f"{unknown.uuid}  a.jpg  (unknown: may be published)" in captured.out

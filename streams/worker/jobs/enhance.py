@@ -1,0 +1,19 @@
+"""Enhance job: a higher-resolution preview, made on demand."""
+
+from __future__ import annotations
+
+import time
+
+from ...events import EnhanceRequested
+from ..runner import JobResult, Services
+from . import store_attempt
+
+
+def handle(event: EnhanceRequested, s: Services) -> JobResult:
+    src = s.storage.source_for(event.uuid, event.path)
+    result = s.imager.enhance(src, event.long_edge)
+    start = time.perf_counter()
+    s.storage.write_bytes(s.storage.enhanced_path(event.uuid), result.image.data)
+    return JobResult(
+        attempts=[*result.attempts, store_attempt("local_atomic_write", start, len(result.image.data))]
+    )
