@@ -18,19 +18,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streams import headers as h
 from streams.errors import KafkaUnavailable
+from streams.headers import DEAD_LETTER_ID_HEADER
 from streams.kafka import TopicTail
-from streams.topics import DEAD_LETTER_ID_HEADER, Topics
+from streams.topics import Topics
 
 TP = tuple[str, int]
 
 # What a lookup shows of a dead letter's headers: enough to act on, nothing of the event's
 # own payload (owner, gallery, path and file name stay in Kafka).
 SHOWN_HEADERS = (
-    "kafka_dlt-exception-fqcn", "kafka_dlt-exception-message", "kafka_dlt-original-topic",
-    "kafka_dlt-original-partition", "kafka_dlt-original-offset", "x-ingest-dlq-reason",
-    "x-ingest-attempts", "x-ingest-worker", "x-ingest-first-failure", "x-ingest-last-failure",
-    "x-ingest-replay-of", DEAD_LETTER_ID_HEADER,
+    h.H_EXC_CLASS, h.H_EXC_MESSAGE, h.H_TOPIC, h.H_PARTITION, h.H_OFFSET, h.H_REASON,
+    h.H_ATTEMPTS, h.H_WORKER, h.H_FIRST_FAILURE, h.H_LAST_FAILURE, h.H_REPLAY_OF, h.H_ID,
 )
 MAX_MESSAGE = 500
 MAX_INDEXED = 200_000  # dead letters remembered for lookups; beyond it the oldest are dropped

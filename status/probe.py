@@ -25,9 +25,10 @@ from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr
 
 from streams import kafka
 from streams.errors import KafkaUnavailable
+from streams.headers import DEAD_LETTER_ID_HEADER
 from streams.pauses import Pause, PauseTail
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics
+from streams.topics import Job, Topics
 
 from .deadletters import DeadLetterTally
 from .errors import KafkaLate, KafkaUnreachable

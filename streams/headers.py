@@ -20,10 +20,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from . import retry
 from .errors import InvalidHeader
 from .outcomes import DeadLetterReason
-from .topics import DEAD_LETTER_ID_HEADER
+
+PREFIX = "x-ingest-"  # every header of ours; a retry carries them all on to its next round
+
+# -- retries: carried by a record on a retry topic (and on into its dead letter) ----------
+H_ATTEMPT = "x-ingest-attempt"
+H_NOT_BEFORE = "x-ingest-not-before-ms"
+# Epoch ms, for the runner. Its dead letter's H_FIRST_FAILURE (below) is the same moment as
+# ISO text, for people; both names are on records kept forever, so neither is renamed.
+H_RETRY_FIRST_FAILURE_MS = "x-ingest-first-failure-ms"
+H_ORIGINAL_TOPIC = "x-ingest-original-topic"
+H_ORIGINAL_PARTITION = "x-ingest-original-partition"
+H_ORIGINAL_OFFSET = "x-ingest-original-offset"
+H_ORIGINAL_TIMESTAMP = "x-ingest-original-timestamp-ms"
+H_LAST_ERROR = "x-ingest-last-error"
+# On a replayed record: attempts made before the replay; the tries budget counts from here.
+H_ROUND_BASE = "x-ingest-round-base"
 
 # No honest record gets near this many attempts (tries per round times a few replays); a
 # larger count is forged or corrupt, and ends in a dead letter rather than another round.
@@ -64,25 +78,25 @@ def _int(h: Mapping[str, str], name: str, default: int, *, upper: int | None = N
 
 def parse_control(h: Mapping[str, str], *, topic: str, partition: int, offset: int,
                   timestamp_ms: int) -> ControlState:
-    prior = _int(h, retry.H_ATTEMPT, 0, upper=MAX_ATTEMPTS)
-    round_base = _int(h, retry.H_ROUND_BASE, 0)
+    prior = _int(h, H_ATTEMPT, 0, upper=MAX_ATTEMPTS)
+    round_base = _int(h, H_ROUND_BASE, 0)
     if round_base > prior:
         # the tries budget counts attempt - round_base; a base above the attempts would
         # make that negative and the record retry forever
         raise InvalidHeader(
-            f"header {retry.H_ROUND_BASE}={round_base} is above {retry.H_ATTEMPT}={prior}"
+            f"header {H_ROUND_BASE}={round_base} is above {H_ATTEMPT}={prior}"
         )
-    origin_topic = h.get(retry.H_ORIGINAL_TOPIC) or topic
+    origin_topic = h.get(H_ORIGINAL_TOPIC) or topic
     if len(origin_topic) > 249:  # Kafka's own limit on a topic name
-        raise InvalidHeader(f"header {retry.H_ORIGINAL_TOPIC} is longer than a topic name can be")
+        raise InvalidHeader(f"header {H_ORIGINAL_TOPIC} is longer than a topic name can be")
     return ControlState(
         prior_attempts=prior,
         round_base=round_base,
         origin_topic=origin_topic,
-        origin_partition=_int(h, retry.H_ORIGINAL_PARTITION, partition, upper=2**31 - 1),
-        origin_offset=_int(h, retry.H_ORIGINAL_OFFSET, offset),
-        origin_timestamp_ms=_int(h, retry.H_ORIGINAL_TIMESTAMP, timestamp_ms),
-        first_failure_ms=_int(h, retry.H_FIRST_FAILURE, 0),
+        origin_partition=_int(h, H_ORIGINAL_PARTITION, partition, upper=2**31 - 1),
+        origin_offset=_int(h, H_ORIGINAL_OFFSET, offset),
+        origin_timestamp_ms=_int(h, H_ORIGINAL_TIMESTAMP, timestamp_ms),
+        first_failure_ms=_int(h, H_RETRY_FIRST_FAILURE_MS, 0),
     )
 
 
@@ -90,7 +104,7 @@ def retry_delay_s(h: Mapping[str, str], now_ms: int, *, max_s: float) -> float:
     """How long a retry record still waits: never negative, never past the backoff bound,
     so a forged not-before cannot hold a retry partition; a malformed one means now (the
     runner then dead-letters the record on its other headers or runs it)."""
-    raw = (h.get(retry.H_NOT_BEFORE) or "").strip()
+    raw = (h.get(H_NOT_BEFORE) or "").strip()
     if not _is_decimal(raw):
         return 0.0
     return max(0.0, min(max_s, (int(raw) - now_ms) / 1000))
@@ -105,7 +119,8 @@ H_GROUP = "kafka_dlt-original-consumer-group"
 H_EXC_CLASS = "kafka_dlt-exception-fqcn"
 H_EXC_MESSAGE = "kafka_dlt-exception-message"
 H_EXC_STACK = "kafka_dlt-exception-stacktrace"
-H_ID = DEAD_LETTER_ID_HEADER
+# On every dead letter, naming it; the resolution state topic is keyed by it.
+H_ID = DEAD_LETTER_ID_HEADER = "x-ingest-dlq-id"
 H_REASON = "x-ingest-dlq-reason"
 H_ATTEMPTS = "x-ingest-attempts"
 H_WORKER = "x-ingest-worker"

@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from . import headers as dl
-from . import kafka, retry
+from . import kafka
 from .errors import KafkaUnavailable
 from .kafka import TopicTail, read_to_end
 from .outcomes import DeadLetterReason
@@ -347,12 +347,12 @@ def apply_state(state: dict[str, dict[str, Any]], m: Any) -> None:
 def replay_headers(e: DeadLetterEntry) -> list[tuple[str, bytes]]:
     """The control headers a replayed record carries: the attempts so far as the new round's
     base (a fresh tries budget), a link back to the dead letter, no stale retry state."""
-    headers = {k: v for k, v in e.headers.items() if k.startswith("x-ingest-") and k not in _DLQ_ONLY}
-    headers[retry.H_ATTEMPT] = str(e.attempts)
-    headers[retry.H_ROUND_BASE] = str(e.attempts)
+    headers = {k: v for k, v in e.headers.items() if k.startswith(dl.PREFIX) and k not in _DLQ_ONLY}
+    headers[dl.H_ATTEMPT] = str(e.attempts)
+    headers[dl.H_ROUND_BASE] = str(e.attempts)
     headers[dl.H_REPLAY_OF] = e.id
-    for k in (retry.H_NOT_BEFORE, retry.H_ORIGINAL_TOPIC, retry.H_ORIGINAL_PARTITION,
-              retry.H_ORIGINAL_OFFSET, retry.H_ORIGINAL_TIMESTAMP, retry.H_FIRST_FAILURE):
+    for k in (dl.H_NOT_BEFORE, dl.H_ORIGINAL_TOPIC, dl.H_ORIGINAL_PARTITION,
+              dl.H_ORIGINAL_OFFSET, dl.H_ORIGINAL_TIMESTAMP, dl.H_RETRY_FIRST_FAILURE_MS):
         headers.pop(k, None)
     return [(k, v.encode()) for k, v in headers.items()]
 
@@ -384,7 +384,7 @@ class StateTail:
 
 
 _DLQ_ONLY = {dl.H_ID, dl.H_REASON, dl.H_ATTEMPTS, dl.H_WORKER, dl.H_FIRST_FAILURE, dl.H_LAST_FAILURE,
-             dl.H_REPLAY_OF, retry.H_LAST_ERROR}
+             dl.H_REPLAY_OF, dl.H_LAST_ERROR}
 
 
 def entry_from_message(m: Any, job: Job) -> DeadLetterEntry:

@@ -16,18 +16,6 @@ from dataclasses import dataclass
 from .errors import is_retriable
 from .outcomes import DeadLetterReason
 
-# Headers carried by a record on a retry topic (and on into its dead letter).
-H_ATTEMPT = "x-ingest-attempt"
-H_NOT_BEFORE = "x-ingest-not-before-ms"
-H_FIRST_FAILURE = "x-ingest-first-failure-ms"
-H_ORIGINAL_TOPIC = "x-ingest-original-topic"
-H_ORIGINAL_PARTITION = "x-ingest-original-partition"
-H_ORIGINAL_OFFSET = "x-ingest-original-offset"
-H_ORIGINAL_TIMESTAMP = "x-ingest-original-timestamp-ms"
-H_LAST_ERROR = "x-ingest-last-error"
-# On a replayed record: attempts made before the replay; the tries budget counts from here.
-H_ROUND_BASE = "x-ingest-round-base"
-
 
 @dataclass(frozen=True)
 class Retry:

@@ -48,8 +48,6 @@ JOB_TOPICS: dict[Job, str] = {
     Job.ENHANCE: "ingest-enhance",
 }
 DEAD_LETTER_SUFFIX = ".dlq"
-# Header on every dead letter naming it; the resolution state topic is keyed by it.
-DEAD_LETTER_ID_HEADER = "x-ingest-dlq-id"
 RETRY_SUFFIX = ".retry"
 TRACES = "ingest-traces"
 IMAGES = "images"

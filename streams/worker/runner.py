@@ -291,16 +291,16 @@ class JobRunner:
         attempts.append(Attempt(kind, type(exc).__name__, 1, False, took_ms, str(exc)[:500]))
         records = self._trace_records(failure.event, attempts, attempt, rec, uuid=failure.uuid)
         if isinstance(decision, retry.Retry):
-            carry = {k: v for k, v in rec.headers.items() if k.startswith("x-ingest-")}
+            carry = {k: v for k, v in rec.headers.items() if k.startswith(headers.PREFIX)}
             carry.update({
-                retry.H_ATTEMPT: str(attempt),
-                retry.H_NOT_BEFORE: str(now_ms() + int(decision.delay_s * 1000)),
-                retry.H_FIRST_FAILURE: str(first_failure),
-                retry.H_ORIGINAL_TOPIC: origin.topic,
-                retry.H_ORIGINAL_PARTITION: str(origin.partition),
-                retry.H_ORIGINAL_OFFSET: str(origin.offset),
-                retry.H_ORIGINAL_TIMESTAMP: str(origin.timestamp_ms),
-                retry.H_LAST_ERROR: f"{type(exc).__name__}: {exc}"[:500],
+                headers.H_ATTEMPT: str(attempt),
+                headers.H_NOT_BEFORE: str(now_ms() + int(decision.delay_s * 1000)),
+                headers.H_RETRY_FIRST_FAILURE_MS: str(first_failure),
+                headers.H_ORIGINAL_TOPIC: origin.topic,
+                headers.H_ORIGINAL_PARTITION: str(origin.partition),
+                headers.H_ORIGINAL_OFFSET: str(origin.offset),
+                headers.H_ORIGINAL_TIMESTAMP: str(origin.timestamp_ms),
+                headers.H_LAST_ERROR: f"{type(exc).__name__}: {exc}"[:500],
             })
             records.append(Pending(self.s.topics.retry(self.job), rec.key, rec.value, rec.partition,
                                    [(k, v.encode()) for k, v in carry.items()]))

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from streams import headers as dl
-from streams import retry
 from streams.errors import SourceMissing
 from streams.events import UploadReceived
 from streams.outcomes import DeadLetterReason, Outcome
@@ -179,8 +178,8 @@ async def test_a_failing_handler_is_routed_and_the_agent_keeps_going(
 
     assert len(calls) == 3  # the malformed record never reached the handler
     assert (r.key, r.value, r.partition) == (UID.encode(), UPLOAD, 2)
-    assert r.headers[retry.H_ATTEMPT] == "1" and r.headers[retry.H_ORIGINAL_TOPIC] == job_topic
-    assert r.headers[retry.H_LAST_ERROR] == "RuntimeError: a bug in the job"
+    assert r.headers[dl.H_ATTEMPT] == "1" and r.headers[dl.H_ORIGINAL_TOPIC] == job_topic
+    assert r.headers[dl.H_LAST_ERROR] == "RuntimeError: a bug in the job"
     assert d.headers[dl.H_REASON] == DeadLetterReason.PERMANENT
     assert d.headers[dl.H_EXC_CLASS] == "streams.errors.SourceMissing"
     assert (d.headers[dl.H_TOPIC], d.headers[dl.H_PARTITION]) == (job_topic, "2")

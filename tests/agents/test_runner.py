@@ -11,7 +11,6 @@ import pytest
 
 from imaging import Imager
 from streams import headers as dl
-from streams import retry
 from streams.errors import StorageUnavailable
 from streams.events import UploadReceived
 from streams.settings import Settings
@@ -90,8 +89,8 @@ def test_transient_error_goes_to_retry_topic_then_dead_letters_when_exhausted(se
     assert run(runner, record(good_value())) == "retry"
     [r1] = sender.to("ingest-preview.retry")
     h = r1["headers"]
-    assert h[retry.H_ATTEMPT] == "1" and h[retry.H_ORIGINAL_OFFSET] == "7"
-    assert int(h[retry.H_NOT_BEFORE]) > int(h[retry.H_FIRST_FAILURE]) - 1
+    assert h[dl.H_ATTEMPT] == "1" and h[dl.H_ORIGINAL_OFFSET] == "7"
+    assert int(h[dl.H_NOT_BEFORE]) > int(h[dl.H_RETRY_FIRST_FAILURE_MS]) - 1
     # the retry topic's record comes back with its own coordinates; the origin is kept
     again = Record(topic="ingest-preview.retry", partition=2, offset=99, timestamp_ms=1, key=r1["key"],
                    value=r1["value"], headers=h)
@@ -115,9 +114,9 @@ def test_replayed_record_gets_a_fresh_tries_budget(services: Services) -> None:
         raise StorageUnavailable("disk gone")
 
     runner = JobRunner(Job.PREVIEW, broken, services, sender)
-    headers = {retry.H_ATTEMPT: "3", retry.H_ROUND_BASE: "3", dl.H_REPLAY_OF: "abc"}
+    headers = {dl.H_ATTEMPT: "3", dl.H_ROUND_BASE: "3", dl.H_REPLAY_OF: "abc"}
     assert run(runner, record(good_value(), headers)) == "retry"
-    assert sender.to("ingest-preview.retry")[0]["headers"][retry.H_ATTEMPT] == "4"
+    assert sender.to("ingest-preview.retry")[0]["headers"][dl.H_ATTEMPT] == "4"
 
 
 def test_timeout_is_a_transient_failure(services: Services) -> None:
@@ -131,7 +130,7 @@ def test_timeout_is_a_transient_failure(services: Services) -> None:
 
     runner = JobRunner(Job.PREVIEW, slow, services, sender)
     assert run(runner, record(good_value())) == "retry"
-    assert "JobTimeout" in sender.to("ingest-preview.retry")[0]["headers"][retry.H_LAST_ERROR]
+    assert "JobTimeout" in sender.to("ingest-preview.retry")[0]["headers"][dl.H_LAST_ERROR]
 
 
 def test_success_publishes_outputs_and_traces(services: Services) -> None:
@@ -155,17 +154,17 @@ def test_success_publishes_outputs_and_traces(services: Services) -> None:
 # -- untrusted control headers: every one parsed inside the error handling -----------------
 
 @pytest.mark.parametrize("headers", [
-    {retry.H_ATTEMPT: "two"},
-    {retry.H_ATTEMPT: "-4"},
-    {retry.H_ATTEMPT: "1", retry.H_ROUND_BASE: "x"},
-    {retry.H_ATTEMPT: "1", retry.H_ROUND_BASE: "5"},  # a round cannot start after the attempts
-    {retry.H_ORIGINAL_PARTITION: "p"},
-    {retry.H_ORIGINAL_OFFSET: "1e9"},
-    {retry.H_ORIGINAL_TIMESTAMP: "yesterday"},
-    {retry.H_FIRST_FAILURE: "0x10"},
-    {retry.H_ATTEMPT: "9" * 400},
-    {retry.H_ATTEMPT: "\u00b2"},  # isdigit() says yes, int() says no
-    {retry.H_ATTEMPT: "1", retry.H_ROUND_BASE: "\u0663"},  # an Arabic-Indic three
+    {dl.H_ATTEMPT: "two"},
+    {dl.H_ATTEMPT: "-4"},
+    {dl.H_ATTEMPT: "1", dl.H_ROUND_BASE: "x"},
+    {dl.H_ATTEMPT: "1", dl.H_ROUND_BASE: "5"},  # a round cannot start after the attempts
+    {dl.H_ORIGINAL_PARTITION: "p"},
+    {dl.H_ORIGINAL_OFFSET: "1e9"},
+    {dl.H_ORIGINAL_TIMESTAMP: "yesterday"},
+    {dl.H_RETRY_FIRST_FAILURE_MS: "0x10"},
+    {dl.H_ATTEMPT: "9" * 400},
+    {dl.H_ATTEMPT: "\u00b2"},  # isdigit() says yes, int() says no
+    {dl.H_ATTEMPT: "1", dl.H_ROUND_BASE: "\u0663"},  # an Arabic-Indic three
 ])
 def test_malformed_control_header_is_a_dead_letter_with_the_reason(
     services: Services, headers: dict[str, str]
@@ -193,7 +192,7 @@ def test_forged_round_base_cannot_make_retries_unbounded(services: Services) -> 
         raise StorageUnavailable("disk gone")
 
     runner = JobRunner(Job.PREVIEW, broken, services, sender)
-    headers = {retry.H_ATTEMPT: "1000000", retry.H_ROUND_BASE: "1000000"}
+    headers = {dl.H_ATTEMPT: "1000000", dl.H_ROUND_BASE: "1000000"}
     assert run(runner, record(good_value(), headers)) == "dead_letter"
     [d] = sender.to("ingest-preview.dlq")
     assert d["headers"][dl.H_EXC_CLASS] == "streams.errors.InvalidHeader"
@@ -204,12 +203,12 @@ def test_forged_not_before_waits_at_most_the_backoff_bound() -> None:
     from streams.headers import retry_delay_s
 
     now_ms = 1_700_000_000_000
-    far = {retry.H_NOT_BEFORE: str(now_ms + 10**12)}
+    far = {dl.H_NOT_BEFORE: str(now_ms + 10**12)}
     assert retry_delay_s(far, now_ms, max_s=2.0) == 2.0
-    assert retry_delay_s({retry.H_NOT_BEFORE: "soon"}, now_ms, max_s=2.0) == 0.0
-    assert retry_delay_s({retry.H_NOT_BEFORE: str(now_ms + 500)}, now_ms, max_s=2.0) == 0.5
+    assert retry_delay_s({dl.H_NOT_BEFORE: "soon"}, now_ms, max_s=2.0) == 0.0
+    assert retry_delay_s({dl.H_NOT_BEFORE: str(now_ms + 500)}, now_ms, max_s=2.0) == 0.5
     assert retry_delay_s({}, now_ms, max_s=2.0) == 0.0
-    assert retry_delay_s({retry.H_NOT_BEFORE: "\u00b2"}, now_ms, max_s=2.0) == 0.0
+    assert retry_delay_s({dl.H_NOT_BEFORE: "\u00b2"}, now_ms, max_s=2.0) == 0.0
 
 
 class RefusingSender(FakeSender):
@@ -234,8 +233,8 @@ def test_an_output_the_broker_refuses_is_not_a_success(services: Services) -> No
                        services, sender)
     assert run(runner, record(good_value())) == "retry"
     [r] = sender.to("ingest-preview.retry")
-    assert "DeliveryFailed" in r["headers"][retry.H_LAST_ERROR]
-    assert "MessageSizeTooLarge" in r["headers"][retry.H_LAST_ERROR]
+    assert "DeliveryFailed" in r["headers"][dl.H_LAST_ERROR]
+    assert "MessageSizeTooLarge" in r["headers"][dl.H_LAST_ERROR]
     assert services.stats["processed"] == 0
 
 

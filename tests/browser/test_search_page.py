@@ -9,9 +9,10 @@ import json
 import urllib.request
 from pathlib import Path
 
+from streams.headers import DEAD_LETTER_ID_HEADER
 from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics, partition_for
+from streams.topics import Job, Topics, partition_for
 from tests.browser.test_dashboard import _serve, browser  # noqa: F401 - the browser fixture
 from tests.conftest import ROOT, wait_until
 from tests.integration.helpers import cli, make_jpeg

@@ -14,9 +14,10 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from status import search, web
+from streams.headers import DEAD_LETTER_ID_HEADER
 from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics, partition_for
+from streams.topics import Job, Topics, partition_for
 from tests.integration.helpers import cli, make_jpeg
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 from status.deadletters import DeadLetterTally
+from streams.headers import DEAD_LETTER_ID_HEADER
 from streams.producer import EventProducer
 from streams.replay import DeadLetters
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER_ID_HEADER, Job, Topics
+from streams.topics import Job, Topics
 
 
 def test_failed_count_drops_when_dead_letters_are_resolved(settings: Settings, topics: Topics) -> None:
