@@ -15,12 +15,10 @@ from typing import Any, Literal
 
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
-    Consumer,
     KafkaException,
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
 
 from streams import kafka
@@ -188,11 +186,11 @@ class Probe:
         self.dlq = dead_letter_topics(settings)
         self.group = settings.kafka.group_id
         self.timeout_s = settings.status.kafka_timeout_s
-        base = settings.kafka.confluent_config()
         ms = int(self.timeout_s * 1000)
-        self._admin = AdminClient({**base, "socket.timeout.ms": max(ms, 10), "log_level": 2})
-        self._consumer = Consumer(self._consumer_conf(f"{self.group}.status-peek"))
-        self._offsets = Consumer(self._consumer_conf(self.group))
+        self._admin = kafka.admin(settings.kafka, {"socket.timeout.ms": max(ms, 10), "log_level": 2})
+        peek = f"{self.group}.status-peek"
+        self._consumer = kafka.consumer(settings.kafka, peek, self._consumer_conf(peek))
+        self._offsets = kafka.consumer(settings.kafka, self.group, self._consumer_conf(self.group))
         self._tally = DeadLetterTally(
             {**self._consumer_conf(f"{self.group}.status-dlq"), "max.partition.fetch.bytes": 1048576},
             self.topics, self.dlq,

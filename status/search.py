@@ -28,6 +28,7 @@ from typing import Any, Literal
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from streams import kafka
 from streams.replay import DeadLetterEntry
 from streams.settings import Settings
 from streams.topics import Job, Topics, partition_for
@@ -207,10 +208,8 @@ class PendingReader:
     def _consumer(self) -> Consumer:
         if self._c is None:
             k = self.settings.kafka
-            self._c = Consumer({
-                **k.confluent_config(),
-                "group.id": f"{k.group_id}.status-search",
-                "enable.auto.commit": False, "enable.auto.offset.store": False,
+            self._c = kafka.consumer(k, f"{k.group_id}.status-search", {
+                "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50,
                 "max.partition.fetch.bytes": 262144, "queued.max.messages.kbytes": 16384,
                 "log_level": 2,

@@ -1,5 +1,9 @@
 """Kafka mechanics shared by the worker, the operator tools and the status service.
 
+Every confluent-kafka client is built here (``admin``, ``consumer``, ``producer``: the
+cluster's settings plus what the caller adds), so security settings and defaults apply
+to all of them alike; the worker's faust app takes the same settings in worker/app.py.
+
 The one definition of lag: the workers reset to the earliest offset, so a group that never
 committed on a partition, or committed below its log start (retention deleted those
 records), resumes at the log start; only records from there on are waiting. A group's
@@ -59,6 +63,29 @@ def describe_group(admin: Any, group: str, timeout_s: float,
             if name not in _COORDINATOR_BUSY or clock() + 0.2 >= deadline:
                 raise
         sleep(0.2)
+
+
+def admin(kafka: KafkaSettings, conf: Mapping[str, Any] | None = None) -> Any:
+    """An AdminClient for the cluster; ``conf`` adds librdkafka settings."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({**kafka.confluent_config(), **(conf or {})})
+
+
+def consumer(kafka: KafkaSettings, group: str, conf: Mapping[str, Any] | None = None) -> Any:
+    """A Consumer that uses ``group`` for committed offsets and never commits by itself:
+    whoever commits (faust, the trace sink) does so explicitly."""
+    from confluent_kafka import Consumer
+
+    return Consumer({**kafka.confluent_config(), "group.id": group, "enable.auto.commit": False,
+                     **(conf or {})})
+
+
+def producer(kafka: KafkaSettings, conf: Mapping[str, Any] | None = None) -> Any:
+    """A Producer for the cluster; ``conf`` adds librdkafka settings."""
+    from confluent_kafka import Producer
+
+    return Producer({**kafka.confluent_config(), **(conf or {})})
 
 
 def reader_config(kafka: KafkaSettings, group: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
+from . import kafka as kafka_clients  # the parameters named kafka are settings
 from .errors import KafkaUnavailable
 from .kafka import TopicTail, reader_config
 from .settings import KafkaSettings
@@ -45,7 +46,7 @@ class EventProducer:
             "linger.ms": 5,
             "message.timeout.ms": int(self.timeout_s * 1000),
         }
-        self._p = Producer(conf)
+        self._p = kafka_clients.producer(kafka, conf)
         self._errors: list[str] = []
         self.delivered: list[tuple[str, int, int]] = []
         self.delivered_keys: set[bytes] = set()
@@ -106,10 +107,9 @@ class EventProducer:
 def broker_answers(kafka: KafkaSettings, timeout_s: float) -> bool:
     """Does a broker answer a metadata request? (Before staging files for an upload.)"""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
     try:
-        md = AdminClient(kafka.confluent_config()).list_topics(timeout=timeout_s)
+        md = kafka_clients.admin(kafka).list_topics(timeout=timeout_s)
     except KafkaException:
         return False
     return bool(md.brokers)
@@ -120,10 +120,9 @@ def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int,
     a moment ago) is asked again, then left out (0: read from its start)."""
     import time
 
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import KafkaException, TopicPartition
 
-    c = Consumer({**kafka.confluent_config(), "group.id": "prophoto-ingest-probe",
-                  "enable.auto.commit": False})
+    c = kafka_clients.consumer(kafka, "prophoto-ingest-probe")
     out: dict[int, int] = {}
     try:
         try:

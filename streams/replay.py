@@ -109,7 +109,8 @@ class Filter:
 
 
 def _consumer(settings: KafkaSettings) -> Consumer:
-    return Consumer(kafka.reader_config(settings))
+    conf = kafka.reader_config(settings)
+    return kafka.consumer(settings, conf["group.id"], conf)  # type: ignore[no-any-return]
 
 
 class DeadLetters:
@@ -156,14 +157,12 @@ class DeadLetters:
         """Records per partition between the group's committed offset and the end; with
         ``apply``, move the committed offsets to the end (the group must have no members)."""
         from confluent_kafka import ConsumerGroupTopicPartitions
-        from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(self.kafka.confluent_config())
+        admin = kafka.admin(self.kafka)
         c = _consumer(self.kafka)
         # Committed offsets through a consumer of the group (it never joins): librdkafka's
         # admin OffsetFetch can crash the process while the group coordinator loads.
-        group_reader = Consumer({**self.kafka.confluent_config(), "group.id": group,
-                                 "enable.auto.commit": False})
+        group_reader = kafka.consumer(self.kafka, group)
         t = self.kafka.request_timeout_s
         try:
             md = c.list_topics(topic, timeout=t)

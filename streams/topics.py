@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import kafka as kafka_clients  # the parameters named kafka are settings
 from .settings import KafkaSettings
 
 
@@ -223,9 +224,7 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec], timeout: float =
 
     Returns the names created.
     """
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(kafka.confluent_config())
+    admin = kafka_clients.admin(kafka)
     md = admin.list_topics(timeout=timeout)
     problems: list[str] = []
     missing: list[TopicSpec] = []

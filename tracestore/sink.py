@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams import kafka
 from streams.headers import Origin, build_headers
 from streams.outcomes import DeadLetterReason
 from streams.producer import EventProducer
@@ -138,7 +139,6 @@ class SinkRunner:
     """The consume -> flush -> dead-letter -> commit loop around one TraceSink."""
 
     def __init__(self, settings: Settings, store: Store, worker: str) -> None:
-        from confluent_kafka import Consumer
 
         self.settings = settings
         self.topics = Topics.from_settings(settings.kafka)
@@ -147,10 +147,7 @@ class SinkRunner:
         self.stats = SinkStats()
         self.group = sink_group(settings)
         self._pending: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset
-        self._consumer = Consumer({
-            **settings.kafka.confluent_config(),
-            "group.id": self.group,
-            "enable.auto.commit": False,
+        self._consumer = kafka.consumer(settings.kafka, self.group, {
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             # Deep prefetch and large fetches: the sink is throughput-bound, not latency-bound.

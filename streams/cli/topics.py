@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .. import kafka
 from ..topics import ensure_topics
 from .context import EXIT_KAFKA, Ctx, failures, pass_ctx
 
@@ -37,9 +38,7 @@ def topics_describe(ctx: Ctx) -> None:
 
     Example: prophoto-ingest topics describe
     """
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(ctx.settings.kafka.confluent_config())
+    admin = kafka.admin(ctx.settings.kafka)
     try:
         md = admin.list_topics(timeout=ctx.settings.kafka.request_timeout_s)
     except Exception as exc:  # noqa: BLE001 - any client error means unreachable here

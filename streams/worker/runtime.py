@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import heartbeat, kafka
+from .. import kafka as kafka_clients  # where a KafkaSettings named kafka shadows it
 from ..pauses import Pause, PauseTail
 from ..settings import KafkaSettings
 from ..topics import Job, Topics
@@ -241,10 +242,9 @@ class WorkerRuntime:
     # -- restart broadcast --------------------------------------------------------------
     async def listen_for_restart(self) -> None:
         """Exit cleanly when a restart newer than this process appears on the control topic."""
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import TopicPartition
 
-        c = Consumer({**self.kafka.confluent_config(), "group.id": f"control-{os.getpid()}",
-                      "enable.auto.commit": False})
+        c = kafka.consumer(self.kafka, f"control-{os.getpid()}")
         try:
             tp = TopicPartition(self.topics.control, 0, self.started_wall_ms)
             offsets = await asyncio.to_thread(c.offsets_for_times, [tp], 10.0)
@@ -330,10 +330,9 @@ class WorkerRuntime:
     async def publish_heartbeats(self) -> None:
         """A heartbeat every ``heartbeat_s`` until the worker stops, and one as it stops.
         Best effort: a heartbeat the broker does not take is simply the next one."""
-        from confluent_kafka import Producer
 
-        producer = Producer({**self.kafka.confluent_config(), "linger.ms": 0,
-                             "message.timeout.ms": max(1000, int(self.heartbeat_s * 3000))})
+        producer = kafka.producer(self.kafka, {
+            "linger.ms": 0, "message.timeout.ms": max(1000, int(self.heartbeat_s * 3000))})
         proc = _this_process()
         try:
             while True:
@@ -392,10 +391,8 @@ class LagReader:
     """Lag (end offset minus the group's committed offset) of given partitions."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        from confluent_kafka import Consumer
 
-        self._c = Consumer({**kafka.confluent_config(), "group.id": kafka.group_id,
-                            "enable.auto.commit": False})
+        self._c = kafka_clients.consumer(kafka, kafka.group_id)
         self.timeout = min(5.0, kafka.request_timeout_s)
 
     def lags(

@@ -60,7 +60,7 @@ def test_clear_counts_only_records_that_are_still_there(
     begin, end, committed = offsets
     fake = FakeConsumer((begin, end), committed)
     monkeypatch.setattr(replay, "_consumer", lambda kafka: fake)
-    monkeypatch.setattr(replay, "Consumer", lambda conf: fake)
+    monkeypatch.setattr(replay.kafka, "consumer", lambda kafka, group, conf=None: fake)
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
     dl = replay.DeadLetters(kafka, Topics.from_settings(kafka))
     assert dl.clear("g", "t", apply=False) == {0: expected}
