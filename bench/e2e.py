@@ -15,7 +15,10 @@ log line's duration_ms: delivery count, the job thread, traces sent and acknowle
 the job's trace rows into imaging (preview_extraction, thumbnail_generation) and storage
 writes; the rest of each job is the broker round trips; what is outside the jobs (fetch, the
 job gate, offset commits, the event loop) is wall time minus job time. Prints images/s both
-ways, the split, the worker's peak RSS and, last, ``e2e_ratio: N.NN`` (through Kafka /
+ways, the split, CPU per image by thread (the event loop on the worker's main thread, the
+job thread, librdkafka's), minor page faults per image both ways (a job thread whose malloc
+arena hands image buffers back faults them in again each job: runtime.keep_freed_memory),
+the worker's peak RSS and, last, ``e2e_ratio: N.NN`` (through Kafka /
 imaging-only; 1.0 would be free).
 """
 
@@ -98,12 +101,18 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            name = (task / "comm").read_text().strip()
+            # the main thread runs the event loop; Python leaves every thread's name "python"
+            name = "event loop" if task.name == str(pid) else (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         out[name] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return out
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of ``pid`` so far: memory the process had to map (again)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def machine_busy() -> tuple[float, float]:
@@ -113,14 +122,16 @@ def machine_busy() -> tuple[float, float]:
     return sum(v) - idle, sum(v)
 
 
-def inline(imager: Imager, paths: list[Path], cpu: list[float]) -> list[float]:
-    """Wall seconds per preview; appends this process's CPU seconds per preview to ``cpu``."""
+def inline(imager: Imager, paths: list[Path], cpu: list[float], faults: list[int]) -> list[float]:
+    """Wall seconds per preview; appends this process's CPU seconds and minor page faults
+    per preview to ``cpu`` and ``faults``."""
     out = []
     for p in paths:
-        start, c0 = time.perf_counter(), time.process_time()
+        start, c0, f0 = time.perf_counter(), time.process_time(), minor_faults(os.getpid())
         imager.preview(p)
         out.append(time.perf_counter() - start)
         cpu.append(time.process_time() - c0)
+        faults.append(minor_faults(os.getpid()) - f0)
     return out
 
 
@@ -133,6 +144,7 @@ class Round:
     threads: dict[str, float]  # the worker's CPU seconds per thread name, during the timed part
     machine: float  # all cores' busy fraction during the timed part
     idle_cpu: float  # the worker's CPU seconds per second with nothing to do
+    faults: int  # the worker's minor page faults during the timed part
 
 
 def wait_for(what: str, done: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path,
@@ -167,7 +179,7 @@ def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived, even
         idle0, t0 = sum(thread_cpu_s(proc.pid).values()), time.perf_counter()
         time.sleep(5)  # what the worker burns with nothing to do (polling, timers, sensors)
         idle = (sum(thread_cpu_s(proc.pid).values()) - idle0) / (time.perf_counter() - t0)
-        cpu0, busy0 = thread_cpu_s(proc.pid), machine_busy()
+        cpu0, busy0, faults0 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
         start = time.perf_counter()
         with EventProducer(settings.kafka) as p:
             for ev in events:
@@ -180,10 +192,10 @@ def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived, even
 
         wait_for("timed out", all_done, proc, log, 3600, 0.02)
         seconds = time.perf_counter() - start
-        cpu1, busy1 = thread_cpu_s(proc.pid), machine_busy()
+        cpu1, busy1, faults1 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
         threads = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
         return Round(seconds, vm_hwm_mb(proc.pid), threads,
-                     (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), idle)
+                     (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), idle, faults1 - faults0)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -203,8 +215,8 @@ def job_lines(log: str, skip: str) -> list[dict[str, object]]:
     return jobs
 
 
-def report(n: int, alone: list[float], cpu: list[float], rnd: Round, jobs: list[dict[str, object]],
-           traces: list[dict[str, object]]) -> None:
+def report(n: int, alone: list[float], cpu: list[float], faults: list[int], rnd: Round,
+           jobs: list[dict[str, object]], traces: list[dict[str, object]]) -> None:
     by_type: dict[str, float] = defaultdict(float)
     by_method: dict[str, int] = defaultdict(int)
     for t in traces:
@@ -224,7 +236,7 @@ def report(n: int, alone: list[float], cpu: list[float], rnd: Round, jobs: list[
           f"{', '.join(f'{k} {v}' for k, v in sorted(by_method.items()))})")
     print("per image, through Kafka:")
     print(f"  imaging in the worker (preview + thumbnail attempts):   {imaging_ms:7.1f} ms "
-          f"({imaging_ms - per_inline:+.1f} against inline: the broker shares the cores)")
+          f"({imaging_ms - per_inline:+.1f} against inline)")
     print(f"  storage writes (temp file, fsync, rename):              {storage_ms:7.1f} ms")
     rest = job_ms - imaging_ms - storage_ms
     print(f"  rest of the job (delivery count, thread hop, traces):   {rest:7.1f} ms")
@@ -239,6 +251,9 @@ def report(n: int, alone: list[float], cpu: list[float], rnd: Round, jobs: list[
           f"(threads: {', '.join(f'{k} {v / n * 1000:.1f}' for k, v in top)}): "
           f"cpu_ratio {inline_cpu / worker_cpu:.2f}; all {os.cpu_count()} cores {rnd.machine:.0%} busy "
           f"during the Kafka round (broker, bench, anything else)")
+    # a job thread whose allocator hands image buffers back faults them in again every job
+    print(f"minor page faults per image: inline {statistics.fmean(faults):.0f}, "
+          f"the worker {rnd.faults / n:.0f}")
     print(f"the worker idle burns {rnd.idle_cpu:.1%} of a core ({rnd.idle_cpu * per_kafka:.1f} ms of CPU per "
           f"image's wall time)")
     if rnd.peak_rss_mb is not None:
@@ -277,15 +292,16 @@ def main() -> None:
         with Imager(ImagingConfig(**settings.imaging.model_dump())) as imager:
             imager.preview(paths[0])  # warm: exiftool, code paths
             cpu: list[float] = []
-            alone = inline(imager, paths[: n // 2], cpu)
+            faults: list[int] = []
+            alone = inline(imager, paths[: n // 2], cpu, faults)
             rnd = kafka_round(settings, st, warm, events, log)
-            alone += inline(imager, paths[n // 2:], cpu)
+            alone += inline(imager, paths[n // 2:], cpu, faults)
         if args.keep_log:
             args.keep_log.write_bytes(log.read_bytes())
         jobs = job_lines(log.read_text(errors="replace"), warm.uuid)
         traces = [t for t in (json.loads(v) for v in read_all(settings, topics.traces, 4 * (n + 1)))
                   if t.get("image_uuid") != warm.uuid]
-    report(n, alone, cpu, rnd, jobs, traces)
+    report(n, alone, cpu, faults, rnd, jobs, traces)
 
 
 if __name__ == "__main__":
