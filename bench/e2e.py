@@ -1,13 +1,16 @@
 """The cost of Kafka: one worker (concurrency 1) over N uploads through the real broker, against
 the same files through the imaging chain inline, in one run.
 
-    .venv/bin/python bench/e2e.py [--images 200] [--size 6000x4000] [--sources 4] [--bootstrap HOST:PORT]
+    .venv/bin/python bench/e2e.py [--images 200] [--size 6000x4000] [--sources 4] [--slices 4]
+                          [--bootstrap HOST:PORT]
 
 Inputs are camera-like JPEGs (samples.scene at quality 92, orientation 6, an MPF preview too
 small for the 2048 target, as bench/imaging.py's), ``--sources`` different ones staged as N
 uploads. Imaging-only is ``Imager.preview`` on the staged files in this process, one after
-another: half before the Kafka round and half after, so a drift of the machine's load hits
-both. The Kafka round has its own topic prefix and group; one worker process
+another, in ``--slices`` + 1 slices that alternate with the Kafka round's ``--slices`` (each
+slice of uploads published at once, its clock stopped when its previews exist): on a shared
+machine whose load drifts by the minute, both sides then run under the same load. The Kafka
+round has its own topic prefix and group; one worker process
 (``--concurrency 1``, preview topic only) has joined and done one untimed upload before the
 clock starts (as inline is warmed); the clock stops when every preview exists. Where the
 difference goes, per job: the worker's own job time (its
@@ -156,8 +159,11 @@ def wait_for(what: str, done: Callable[[], bool], proc: subprocess.Popen[bytes],
         time.sleep(interval)
 
 
-def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived, events: list[UploadReceived],
-                log: Path) -> Round:
+def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived,
+                slices: list[list[UploadReceived]], log: Path, between: Callable[[int], None]) -> Round:
+    """The worker over ``slices`` one after another, ``between(i)`` (an inline slice) run
+    before slice i and once after the last: both sides then see the same drift of the
+    machine's load, not one side its first minutes and the other its last."""
     topic = Topics.from_settings(settings.kafka).job(Job.PREVIEW)
     env = {**os.environ, "INGEST_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
            "INGEST_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
@@ -172,30 +178,41 @@ def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived, even
                  120, 0.5)
         # One upload first, untimed, as inline is warmed: the worker's first job syncs its
         # delivery ledger and fetches topic metadata (seconds, once per process).
-        with EventProducer(settings.kafka) as p:
-            p.send(topic, warm.key, warm.model_dump_json().encode())
+        # one producer for the warm-up and every slice: a new one per slice would time its
+        # own bootstrap (metadata, connections) into each
+        producer = EventProducer(settings.kafka)
+        producer.send(topic, warm.key, warm.model_dump_json().encode())
+        producer.flush()
         wait_for("the warm-up job did not finish", st.preview_path(warm.uuid).exists, proc, log, 120)
         time.sleep(1)
         idle0, t0 = sum(thread_cpu_s(proc.pid).values()), time.perf_counter()
         time.sleep(5)  # what the worker burns with nothing to do (polling, timers, sensors)
         idle = (sum(thread_cpu_s(proc.pid).values()) - idle0) / (time.perf_counter() - t0)
-        cpu0, busy0, faults0 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
-        start = time.perf_counter()
-        with EventProducer(settings.kafka) as p:
+        seconds, faults = 0.0, 0
+        threads: dict[str, float] = defaultdict(float)
+        busy, total = 0, 0
+        for i, events in enumerate(slices):
+            between(i)
+            cpu0, busy0, faults0 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
+            start = time.perf_counter()
             for ev in events:
-                p.send(topic, ev.key, ev.model_dump_json().encode())
-        left = list(events)
+                producer.send(topic, ev.key, ev.model_dump_json().encode())
+            producer.flush()
+            left = list(events)
 
-        def all_done() -> bool:
-            left[:] = [e for e in left if not st.preview_path(e.uuid).exists()]
-            return not left
+            def all_done(left: list[UploadReceived] = left) -> bool:
+                left[:] = [e for e in left if not st.preview_path(e.uuid).exists()]
+                return not left
 
-        wait_for("timed out", all_done, proc, log, 3600, 0.02)
-        seconds = time.perf_counter() - start
-        cpu1, busy1, faults1 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
-        threads = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
-        return Round(seconds, vm_hwm_mb(proc.pid), threads,
-                     (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), idle, faults1 - faults0)
+            wait_for("timed out", all_done, proc, log, 3600, 0.02)
+            seconds += time.perf_counter() - start
+            cpu1, busy1, faults1 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
+            for k, v in cpu1.items():
+                threads[k] += v - cpu0.get(k, 0.0)
+            busy, total, faults = busy + busy1[0] - busy0[0], total + busy1[1] - busy0[1], \
+                faults + faults1 - faults0
+        between(len(slices))
+        return Round(seconds, vm_hwm_mb(proc.pid), dict(threads), busy / max(1, total), idle, faults)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -267,6 +284,8 @@ def main() -> None:
     ap.add_argument("--size", default="6000x4000")
     ap.add_argument("--sources", type=int, default=4)
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--slices", type=int, default=4,
+                    help="the Kafka round in N slices, inline slices between and around them")
     ap.add_argument("--keep-log", type=Path, default=None, help="copy the worker's log here")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
@@ -293,9 +312,15 @@ def main() -> None:
             imager.preview(paths[0])  # warm: exiftool, code paths
             cpu: list[float] = []
             faults: list[int] = []
-            alone = inline(imager, paths[: n // 2], cpu, faults)
-            rnd = kafka_round(settings, st, warm, events, log)
-            alone += inline(imager, paths[n // 2:], cpu, faults)
+            alone: list[float] = []
+            k = max(1, min(args.slices, n))
+            cuts = [n * i // (k + 1) for i in range(k + 2)]  # inline: k + 1 slices around k
+
+            def between(i: int) -> None:
+                alone.extend(inline(imager, paths[cuts[i]:cuts[i + 1]], cpu, faults))
+
+            slices = [events[n * i // k:n * (i + 1) // k] for i in range(k)]
+            rnd = kafka_round(settings, st, warm, slices, log, between)
         if args.keep_log:
             args.keep_log.write_bytes(log.read_bytes())
         jobs = job_lines(log.read_text(errors="replace"), warm.uuid)
