@@ -1,13 +1,16 @@
 """The cost of Kafka: one worker (concurrency 1) over N uploads through the real broker, against
 the same files through the imaging chain inline, in one run.
 
-    .venv/bin/python bench/e2e.py [--images 200] [--size 6000x4000] [--sources 4] [--bootstrap HOST:PORT]
+    .venv/bin/python bench/e2e.py [--images 200] [--size 6000x4000] [--sources 4] [--slices 4]
+                          [--bootstrap HOST:PORT]
 
 Inputs are camera-like JPEGs (samples.scene at quality 92, orientation 6, an MPF preview too
 small for the 2048 target, as bench/imaging.py's), ``--sources`` different ones staged as N
 uploads. Imaging-only is ``Imager.preview`` on the staged files in this process, one after
-another: half before the Kafka round and half after, so a drift of the machine's load hits
-both. The Kafka round has its own topic prefix and group; one worker process
+another, in ``--slices`` + 1 slices that alternate with the Kafka round's ``--slices`` (each
+slice of uploads published at once, its clock stopped when its previews exist): on a shared
+machine whose load drifts by the minute, both sides then run under the same load. The Kafka
+round has its own topic prefix and group; one worker process
 (``--concurrency 1``, preview topic only) has joined and done one untimed upload before the
 clock starts (as inline is warmed); the clock stops when every preview exists. Where the
 difference goes, per job: the worker's own job time (its
@@ -15,7 +18,10 @@ log line's duration_ms: delivery count, the job thread, traces sent and acknowle
 the job's trace rows into imaging (preview_extraction, thumbnail_generation) and storage
 writes; the rest of each job is the broker round trips; what is outside the jobs (fetch, the
 job gate, offset commits, the event loop) is wall time minus job time. Prints images/s both
-ways, the split, the worker's peak RSS and, last, ``e2e_ratio: N.NN`` (through Kafka /
+ways, the split, CPU per image by thread (the event loop on the worker's main thread, the
+job thread, librdkafka's), minor page faults per image both ways (a job thread whose malloc
+arena hands image buffers back faults them in again each job: runtime.keep_freed_memory),
+the worker's peak RSS and, last, ``e2e_ratio: N.NN`` (through Kafka /
 imaging-only; 1.0 would be free).
 """
 
@@ -99,12 +105,18 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            name = (task / "comm").read_text().strip()
+            # the main thread runs the event loop; Python leaves every thread's name "python"
+            name = "event loop" if task.name == str(pid) else (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         out[name] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return out
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of ``pid`` so far: memory the process had to map (again)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def machine_busy() -> tuple[float, float]:
@@ -114,14 +126,16 @@ def machine_busy() -> tuple[float, float]:
     return sum(v) - idle, sum(v)
 
 
-def inline(imager: Imager, paths: list[Path], cpu: list[float]) -> list[float]:
-    """Wall seconds per preview; appends this process's CPU seconds per preview to ``cpu``."""
+def inline(imager: Imager, paths: list[Path], cpu: list[float], faults: list[int]) -> list[float]:
+    """Wall seconds per preview; appends this process's CPU seconds and minor page faults
+    per preview to ``cpu`` and ``faults``."""
     out = []
     for p in paths:
-        start, c0 = time.perf_counter(), time.process_time()
+        start, c0, f0 = time.perf_counter(), time.process_time(), minor_faults(os.getpid())
         imager.preview(p)
         out.append(time.perf_counter() - start)
         cpu.append(time.process_time() - c0)
+        faults.append(minor_faults(os.getpid()) - f0)
     return out
 
 
@@ -134,6 +148,7 @@ class Round:
     threads: dict[str, float]  # the worker's CPU seconds per thread name, during the timed part
     machine: float  # all cores' busy fraction during the timed part
     idle_cpu: float  # the worker's CPU seconds per second with nothing to do
+    faults: int  # the worker's minor page faults during the timed part
 
 
 def wait_for(what: str, done: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path,
@@ -145,8 +160,11 @@ def wait_for(what: str, done: Callable[[], bool], proc: subprocess.Popen[bytes],
         time.sleep(interval)
 
 
-def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived, events: list[UploadReceived],
-                log: Path) -> Round:
+def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived,
+                slices: list[list[UploadReceived]], log: Path, between: Callable[[int], None]) -> Round:
+    """The worker over ``slices`` one after another, ``between(i)`` (an inline slice) run
+    before slice i and once after the last: both sides then see the same drift of the
+    machine's load, not one side its first minutes and the other its last."""
     topic = Topics.from_settings(settings.kafka).job(Job.PREVIEW)
     env = {**os.environ, "INGEST_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
            "INGEST_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
@@ -161,30 +179,41 @@ def kafka_round(settings: Settings, st: LocalStorage, warm: UploadReceived, even
                  120, 0.5)
         # One upload first, untimed, as inline is warmed: the worker's first job syncs its
         # delivery ledger and fetches topic metadata (seconds, once per process).
-        with EventProducer(settings.kafka) as p:
-            p.send(topic, warm.key, warm.model_dump_json().encode())
+        # one producer for the warm-up and every slice: a new one per slice would time its
+        # own bootstrap (metadata, connections) into each
+        producer = EventProducer(settings.kafka)
+        producer.send(topic, warm.key, warm.model_dump_json().encode())
+        producer.flush()
         wait_for("the warm-up job did not finish", st.preview_path(warm.uuid).exists, proc, log, 120)
         time.sleep(1)
         idle0, t0 = sum(thread_cpu_s(proc.pid).values()), time.perf_counter()
         time.sleep(5)  # what the worker burns with nothing to do (polling, timers, sensors)
         idle = (sum(thread_cpu_s(proc.pid).values()) - idle0) / (time.perf_counter() - t0)
-        cpu0, busy0 = thread_cpu_s(proc.pid), machine_busy()
-        start = time.perf_counter()
-        with EventProducer(settings.kafka) as p:
+        seconds, faults = 0.0, 0
+        threads: dict[str, float] = defaultdict(float)
+        busy, total = 0, 0
+        for i, events in enumerate(slices):
+            between(i)
+            cpu0, busy0, faults0 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
+            start = time.perf_counter()
             for ev in events:
-                p.send(topic, ev.key, ev.model_dump_json().encode())
-        left = list(events)
+                producer.send(topic, ev.key, ev.model_dump_json().encode())
+            producer.flush()
+            left = list(events)
 
-        def all_done() -> bool:
-            left[:] = [e for e in left if not st.preview_path(e.uuid).exists()]
-            return not left
+            def all_done(left: list[UploadReceived] = left) -> bool:
+                left[:] = [e for e in left if not st.preview_path(e.uuid).exists()]
+                return not left
 
-        wait_for("timed out", all_done, proc, log, 3600, 0.02)
-        seconds = time.perf_counter() - start
-        cpu1, busy1 = thread_cpu_s(proc.pid), machine_busy()
-        threads = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
-        return Round(seconds, vm_hwm_mb(proc.pid), threads,
-                     (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), idle)
+            wait_for("timed out", all_done, proc, log, 3600, 0.02)
+            seconds += time.perf_counter() - start
+            cpu1, busy1, faults1 = thread_cpu_s(proc.pid), machine_busy(), minor_faults(proc.pid)
+            for k, v in cpu1.items():
+                threads[k] += v - cpu0.get(k, 0.0)
+            busy, total, faults = busy + busy1[0] - busy0[0], total + busy1[1] - busy0[1], \
+                faults + faults1 - faults0
+        between(len(slices))
+        return Round(seconds, vm_hwm_mb(proc.pid), dict(threads), busy / max(1, total), idle, faults)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -204,8 +233,8 @@ def job_lines(log: str, skip: str) -> list[dict[str, object]]:
     return jobs
 
 
-def report(n: int, alone: list[float], cpu: list[float], rnd: Round, jobs: list[dict[str, object]],
-           traces: list[dict[str, object]]) -> None:
+def report(n: int, alone: list[float], cpu: list[float], faults: list[int], rnd: Round,
+           jobs: list[dict[str, object]], traces: list[dict[str, object]]) -> None:
     by_type: dict[str, float] = defaultdict(float)
     by_method: dict[str, int] = defaultdict(int)
     for t in traces:
@@ -225,7 +254,7 @@ def report(n: int, alone: list[float], cpu: list[float], rnd: Round, jobs: list[
           f"{', '.join(f'{k} {v}' for k, v in sorted(by_method.items()))})")
     print("per image, through Kafka:")
     print(f"  imaging in the worker (preview + thumbnail attempts):   {imaging_ms:7.1f} ms "
-          f"({imaging_ms - per_inline:+.1f} against inline: the broker shares the cores)")
+          f"({imaging_ms - per_inline:+.1f} against inline)")
     print(f"  storage writes (temp file, fsync, rename):              {storage_ms:7.1f} ms")
     rest = job_ms - imaging_ms - storage_ms
     print(f"  rest of the job (delivery count, thread hop, traces):   {rest:7.1f} ms")
@@ -240,6 +269,9 @@ def report(n: int, alone: list[float], cpu: list[float], rnd: Round, jobs: list[
           f"(threads: {', '.join(f'{k} {v / n * 1000:.1f}' for k, v in top)}): "
           f"cpu_ratio {inline_cpu / worker_cpu:.2f}; all {os.cpu_count()} cores {rnd.machine:.0%} busy "
           f"during the Kafka round (broker, bench, anything else)")
+    # a job thread whose allocator hands image buffers back faults them in again every job
+    print(f"minor page faults per image: inline {statistics.fmean(faults):.0f}, "
+          f"the worker {rnd.faults / n:.0f}")
     print(f"the worker idle burns {rnd.idle_cpu:.1%} of a core ({rnd.idle_cpu * per_kafka:.1f} ms of CPU per "
           f"image's wall time)")
     if rnd.peak_rss_mb is not None:
@@ -253,6 +285,8 @@ def main() -> None:
     ap.add_argument("--size", default="6000x4000")
     ap.add_argument("--sources", type=int, default=4)
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--slices", type=int, default=4,
+                    help="the Kafka round in N slices, inline slices between and around them")
     ap.add_argument("--keep-log", type=Path, default=None, help="copy the worker's log here")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
@@ -278,15 +312,22 @@ def main() -> None:
         with Imager(ImagingConfig(**settings.imaging.model_dump())) as imager:
             imager.preview(paths[0])  # warm: exiftool, code paths
             cpu: list[float] = []
-            alone = inline(imager, paths[: n // 2], cpu)
-            rnd = kafka_round(settings, st, warm, events, log)
-            alone += inline(imager, paths[n // 2:], cpu)
+            faults: list[int] = []
+            alone: list[float] = []
+            k = max(1, min(args.slices, n))
+            cuts = [n * i // (k + 1) for i in range(k + 2)]  # inline: k + 1 slices around k
+
+            def between(i: int) -> None:
+                alone.extend(inline(imager, paths[cuts[i]:cuts[i + 1]], cpu, faults))
+
+            slices = [events[n * i // k:n * (i + 1) // k] for i in range(k)]
+            rnd = kafka_round(settings, st, warm, slices, log, between)
         if args.keep_log:
             args.keep_log.write_bytes(log.read_bytes())
         jobs = job_lines(log.read_text(errors="replace"), warm.uuid)
         traces = [t for t in (json.loads(v) for v in read_all(settings, topics.traces, 4 * (n + 1)))
                   if t.get("image_uuid") != warm.uuid]
-    report(n, alone, cpu, rnd, jobs, traces)
+    report(n, alone, cpu, faults, rnd, jobs, traces)
 
 
 if __name__ == "__main__":

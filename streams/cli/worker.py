@@ -45,8 +45,9 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
     """
     from ..logs import logging_config
     from ..worker.app import IngestWorker, create_app
-    from ..worker.runtime import Limits, WorkerRuntime
+    from ..worker.runtime import Limits, WorkerRuntime, keep_freed_memory
 
+    keep_freed_memory()
     overrides: dict[str, Any] = {}
     for key, value in (("concurrency", concurrency), ("timeout_s", timeout), ("tries", tries)):
         if value is not None:
