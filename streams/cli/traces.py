@@ -27,7 +27,7 @@ import click
 
 from tracestore.errors import TraceStoreError
 
-from .context import EXIT_FAILED, EXIT_KAFKA, Ctx, failures, pass_ctx
+from .context import EXIT_FAILED, Ctx, failures, pass_ctx
 
 FORMATS = ("table", "csv", "json")
 
@@ -83,6 +83,7 @@ def sink(ctx: Ctx) -> None:
 
     from tracestore import sink as sink_mod
 
+    from ..errors import KafkaUnavailable
     from ..topics import TopicMismatch
     from ..worker.runner import worker_id
 
@@ -96,15 +97,10 @@ def sink(ctx: Ctx) -> None:
         click.echo(f"traces sink: group {sink_mod.sink_group(settings)}, store "
                    f"{_store_name(ctx)}{where}", err=True)
 
-    try:
-        with _store_failures():
-            stats = sink_mod.run(settings, stop, worker=worker_id(settings.worker.id), on_ready=ready)
-    except TopicMismatch as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(EXIT_FAILED)
-    except KafkaException as exc:
-        click.secho(f"error: Kafka unreachable or refused: {exc.args[0]}", fg="red", err=True)
-        sys.exit(EXIT_KAFKA)
+    # A raw KafkaException too: the sink's consumer is librdkafka's own.
+    with failures(failed=(TopicMismatch,), unreachable=(KafkaUnavailable, KafkaException)), \
+            _store_failures():
+        stats = sink_mod.run(settings, stop, worker=worker_id(settings.worker.id), on_ready=ready)
     click.echo(f"traces sink stopped: {stats.consumed} consumed, {stats.written} written, "
                f"{stats.dead_lettered} dead-lettered", err=True)
 
