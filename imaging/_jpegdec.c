@@ -210,6 +210,241 @@ static int decompress(struct job *job) {
     return 0;
 }
 
+/* The planar decode: the Y, Cb and Cr planes as stored in the file (no colour conversion,
+ * no chroma upsampling), each at scale/8 of its own stored size. What the preview needs is
+ * a resample of each plane and an encode of the planes (imaging/_jpegenc.c encode_planes),
+ * so converting to RGB and back, and resampling 3-byte pixels, is work thrown away: at 3/8
+ * libjpeg-turbo would even decode chroma at 6/8 to save its upsampler a step (see below).
+ *
+ * libjpeg scales chroma up through the IDCT where sampling allows (4:2:0 at 3/8: chroma
+ * IDCT at 6/8, full resolution), which the raw-data interface has no switch for. TurboJPEG's
+ * decompress-to-YUV undoes it after jpeg_start_decompress by setting each such component's
+ * scaled size and MCU width back and giving it luma's IDCT routine (turbojpeg.c); this does
+ * the same. The IDCT controller is libjpeg's internal struct, whose first two members have
+ * been these since libjpeg 6b (jpegint.h); the planar path is compiled only for the
+ * libjpeg-turbo versions known to have them, and without it render falls back to RGB. */
+#if defined(LIBJPEG_TURBO_VERSION_NUMBER) && LIBJPEG_TURBO_VERSION_NUMBER >= 2000000 && \
+    LIBJPEG_TURBO_VERSION_NUMBER < 4000000 && JPEG_LIB_VERSION < 70
+#define HAVE_PLANES 1
+typedef void (*idct_method)(j_decompress_ptr, jpeg_component_info *, JCOEFPTR, JSAMPARRAY,
+                            JDIMENSION);
+struct idct_controller { /* jpegint.h's struct jpeg_inverse_dct, its leading members */
+    void (*start_pass)(j_decompress_ptr cinfo);
+    idct_method inverse_DCT[MAX_COMPONENTS];
+};
+#else
+#define HAVE_PLANES 0
+#endif
+
+struct planes_job {
+    const unsigned char *data;
+    size_t len;
+    int scale;
+    uint64_t max_pixels;
+    size_t max_memory;
+    double deadline;
+    /* out */
+    int applicable;
+    int width, height;              /* luma's size at the scale (as decode() would give) */
+    int pw[3], ph[3], stride[3];    /* each plane: its size, and its row length in memory */
+    int hs[3], vs[3];               /* sampling factors */
+    PyObject *plane[3];             /* bytes: stride * padded rows */
+    unsigned char *icc;
+    unsigned int icc_len;
+    struct error_mgr err;
+};
+
+#if HAVE_PLANES
+static int decompress_planes(struct planes_job *job) {
+    struct jpeg_decompress_struct cinfo;
+    struct progress progress;
+    JOCTET *volatile icc = NULL;
+    cinfo.err = jpeg_std_error(&job->err.pub);
+    job->err.pub.error_exit = on_error;
+    job->err.pub.emit_message = on_message;
+    job->err.kind = FAIL_NONE;
+    job->err.message[0] = '\0';
+    if (setjmp(job->err.jump)) {
+        free(icc);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    jpeg_create_decompress(&cinfo);
+    cinfo.mem->max_memory_to_use = (long)(job->max_memory > LONG_MAX ? LONG_MAX : job->max_memory);
+    progress.pub.progress_monitor = on_progress;
+    progress.deadline = job->deadline;
+    cinfo.progress = &progress.pub;
+    jpeg_mem_src(&cinfo, job->data, (unsigned long)job->len);
+    jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF); /* ICC */
+    jpeg_read_header(&cinfo, TRUE);
+    if ((uint64_t)cinfo.image_width * cinfo.image_height > job->max_pixels) {
+        snprintf(job->err.message, sizeof job->err.message,
+                 "%ux%u = %llu pixels, over the limit of %llu (decompression bomb?)",
+                 cinfo.image_width, cinfo.image_height,
+                 (unsigned long long)cinfo.image_width * cinfo.image_height,
+                 (unsigned long long)job->max_pixels);
+        job->err.kind = FAIL_LARGE;
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    /* YCbCr with luma at 1 or 2 both ways and chroma at 1: what cameras and editors write */
+    jpeg_component_info *c = cinfo.comp_info;
+    if (cinfo.data_precision != 8 || cinfo.jpeg_color_space != JCS_YCbCr ||
+        cinfo.num_components != 3 || c[0].h_samp_factor > 2 || c[0].v_samp_factor > 2 ||
+        c[1].h_samp_factor != 1 || c[1].v_samp_factor != 1 || c[2].h_samp_factor != 1 ||
+        c[2].v_samp_factor != 1) {
+        job->applicable = 0;
+        jpeg_destroy_decompress(&cinfo);
+        return 0;
+    }
+    job->applicable = 1;
+    cinfo.raw_data_out = TRUE;
+    cinfo.scale_num = (unsigned int)job->scale;
+    cinfo.scale_denom = 8;
+    cinfo.dct_method = JDCT_ISLOW;
+    jpeg_calc_output_dimensions(&cinfo);
+    const int dct = cinfo.min_DCT_scaled_size; /* the scale's IDCT size, 1..8 */
+    const int hmax = cinfo.max_h_samp_factor, vmax = cinfo.max_v_samp_factor;
+    /* iMCUs across and down: what the coefficient controller writes, padding included */
+    const size_t mcus_x = (cinfo.image_width + (size_t)hmax * 8 - 1) / ((size_t)hmax * 8);
+    const size_t mcus_y = (cinfo.image_height + (size_t)vmax * 8 - 1) / ((size_t)vmax * 8);
+    job->width = (int)cinfo.output_width;
+    job->height = (int)cinfo.output_height;
+    size_t alloc_rows[3];
+    for (int i = 0; i < 3; i++) {
+        /* luma pixels per sample of this plane, across and down (every plane's IDCT is at
+         * the scale's size: see the override below) */
+        const int size = dct;
+        job->hs[i] = hmax / c[i].h_samp_factor;
+        job->vs[i] = vmax / c[i].v_samp_factor;
+        job->pw[i] = (int)(((size_t)cinfo.output_width + job->hs[i] - 1) / job->hs[i]);
+        job->ph[i] = (int)(((size_t)cinfo.output_height + job->vs[i] - 1) / job->vs[i]);
+        /* Whole iMCUs, as the coefficient controller writes them, and at least a column
+         * and a row past the plane, which a resample of 4:2:0 to an odd size reads
+         * (imaging.render.Planes.resize). */
+        size_t cols = mcus_x * (size_t)c[i].h_samp_factor * (size_t)size;
+        size_t rows = mcus_y * (size_t)c[i].v_samp_factor * (size_t)size;
+        job->stride[i] = (int)(cols > (size_t)job->pw[i] ? cols : cols + 1);
+        alloc_rows[i] = rows > (size_t)job->ph[i] ? rows : rows + 1;
+        job->plane[i] = new_bytes((size_t)job->stride[i] * alloc_rows[i]);
+        if (job->plane[i] == NULL) {
+            snprintf(job->err.message, sizeof job->err.message, "out of memory for %ux%u planes",
+                     cinfo.output_width, cinfo.output_height);
+            job->err.kind = FAIL_LARGE;
+            jpeg_destroy_decompress(&cinfo);
+            return -1;
+        }
+    }
+    jpeg_start_decompress(&cinfo);
+    struct idct_controller *idct = (struct idct_controller *)(void *)cinfo.idct;
+    for (int i = 1; i < 3; i++) {
+        if (c[i].DCT_scaled_size != dct) { /* scaled up to spare an upsampler: undo it */
+            c[i].DCT_scaled_size = dct;
+            c[i].MCU_sample_width = c[i].MCU_width * dct;
+            idct->inverse_DCT[i] = idct->inverse_DCT[0];
+        }
+    }
+    JSAMPROW rows[3][2 * 8];
+    JSAMPARRAY arrays[3] = {rows[0], rows[1], rows[2]};
+    const int lines = vmax * dct; /* luma rows per iMCU row */
+    for (size_t m = 0; m < mcus_y; m++) {
+        for (int i = 0; i < 3; i++) {
+            unsigned char *base = (unsigned char *)PyBytes_AS_STRING(job->plane[i]);
+            int n = c[i].v_samp_factor * dct;
+            for (int k = 0; k < n; k++)
+                rows[i][k] = base + (m * (size_t)n + (size_t)k) * (size_t)job->stride[i];
+        }
+        if (jpeg_read_raw_data(&cinfo, arrays, (JDIMENSION)lines) == 0) {
+            /* suspension: with all the data in memory, only a file that ends early */
+            snprintf(job->err.message, sizeof job->err.message, "image file is truncated");
+            job->err.kind = FAIL_CORRUPT;
+            jpeg_destroy_decompress(&cinfo);
+            return -1;
+        }
+    }
+    /* The padding repeats the edge: libjpeg leaves what lies past the last whole block
+     * unwritten (dummy blocks), and a resample's taps at the edge reach into it. */
+    for (int i = 0; i < 3; i++) {
+        unsigned char *base = (unsigned char *)PyBytes_AS_STRING(job->plane[i]);
+        size_t st = (size_t)job->stride[i], pw = (size_t)job->pw[i];
+        for (int r = 0; r < job->ph[i]; r++) {
+            unsigned char *row = base + (size_t)r * st;
+            memset(row + pw, row[pw - 1], st - pw);
+        }
+        for (size_t r = (size_t)job->ph[i]; r < alloc_rows[i]; r++)
+            memcpy(base + r * st, base + (size_t)(job->ph[i] - 1) * st, st);
+    }
+    JOCTET *profile = NULL;
+    unsigned int icc_len = 0;
+    if (jpeg_read_icc_profile(&cinfo, &profile, &icc_len))
+        icc = profile;
+    else
+        icc_len = 0;
+    jpeg_finish_decompress(&cinfo);
+    job->icc = icc;
+    job->icc_len = icc_len;
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+}
+#endif
+
+static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"data", "scale", "max_pixels", "max_memory", "deadline", NULL};
+    Py_buffer data;
+    int scale = 8;
+    unsigned long long max_pixels = 0;
+    Py_ssize_t max_memory = 0;
+    double deadline = 0.0;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|iKnd", names, &data, &scale, &max_pixels,
+                                     &max_memory, &deadline))
+        return NULL;
+    PyObject *result = NULL;
+    if (scale < 1 || scale > 8) {
+        PyErr_Format(PyExc_ValueError, "scale %d/8 is not in 1/8..8/8", scale);
+    } else if (data.len < 2) {
+        PyErr_SetString(PyExc_OSError, "JPEG decoder: not a JPEG (under 2 bytes)");
+    } else if (!HAVE_PLANES) {
+        result = Py_NewRef(Py_None);
+    } else {
+#if HAVE_PLANES
+        struct planes_job job = {
+            .data = data.buf, .len = (size_t)data.len, .scale = scale,
+            .max_pixels = max_pixels ? max_pixels : UINT64_MAX,
+            .max_memory = max_memory > 0 ? (size_t)max_memory : 0,
+            .deadline = deadline,
+        };
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = decompress_planes(&job);
+        Py_END_ALLOW_THREADS
+        if (rc != 0) {
+            PyObject *kind = job.err.kind == FAIL_TIMEOUT ? Timeout
+                             : job.err.kind == FAIL_LARGE ? TooLarge : PyExc_OSError;
+            PyErr_Format(kind, "JPEG decoder: %s", job.err.message);
+        } else if (!job.applicable) {
+            result = Py_NewRef(Py_None);
+        } else {
+            PyObject *icc = job.icc ? PyBytes_FromStringAndSize((const char *)job.icc, job.icc_len)
+                                    : Py_NewRef(Py_None);
+            if (icc)
+                result = Py_BuildValue(
+                    "((Oiii)(Oiii)(Oiii)iiiiO)",
+                    job.plane[0], job.pw[0], job.ph[0], job.stride[0],
+                    job.plane[1], job.pw[1], job.ph[1], job.stride[1],
+                    job.plane[2], job.pw[2], job.ph[2], job.stride[2],
+                    job.width, job.height, job.hs[1], job.vs[1], icc);
+            Py_XDECREF(icc);
+        }
+        for (int i = 0; i < 3; i++)
+            Py_XDECREF(job.plane[i]);
+        free(job.icc);
+#endif
+    }
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyObject *decode(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"data", "scale", "max_pixels", "max_memory", "deadline", NULL};
     Py_buffer data;
@@ -267,6 +502,16 @@ static PyMethodDef methods[] = {
      "YCCK) or precision this leaves to Pillow. OSError for corrupt or truncated data,\n"
      "TooLarge over ``max_pixels`` (of the stored size) or libjpeg's ``max_memory`` bytes,\n"
      "Timeout past ``deadline`` (time.monotonic()); 0 means no limit."},
+    {"decode_planes", (PyCFunction)(void (*)(void))decode_planes, METH_VARARGS | METH_KEYWORDS,
+     "decode_planes(data, scale=8, max_pixels=0, max_memory=0, deadline=0.0)\n"
+     "    -> ((y, w, h, stride), (cb, ...), (cr, ...), width, height, h_samp, v_samp, icc)\n"
+     "       | None\n\n"
+     "Decode a YCbCr JPEG at ``scale``/8 into its three planes as stored: each at its own\n"
+     "sampling (chroma not upsampled), rows ``stride`` bytes apart (padded to whole MCUs).\n"
+     "``width`` x ``height`` is the image's size at the scale; ``h_samp`` and ``v_samp``\n"
+     "luma's sampling factors (chroma's are 1: 2, 2 is 4:2:0). None: not 8-bit YCbCr with\n"
+     "chroma at 1x1 and luma at 1 or 2 both ways (RGB, grey, CMYK, odd sampling), or no\n"
+     "planar path in this build. Errors as decode()."},
     {NULL, NULL, 0, NULL},
 };
 

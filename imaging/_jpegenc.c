@@ -90,6 +90,7 @@ static void dest_term(j_compress_ptr cinfo) { (void)cinfo; }
 
 struct job {
     const unsigned char *pixels; /* as stored: width x height */
+    size_t in_stride;            /* bytes from one stored row to the next */
     int width, height, components, quality;
     int orientation;             /* EXIF 1..8: the transform to upright, done while packing rows */
     unsigned char *rows;         /* ROWS upright rows, for orientations other than 1 */
@@ -119,7 +120,7 @@ static inline void put(unsigned char *dst, const unsigned char *src, int c) {
  * gathered for n rows at once so that each input row is read as a short contiguous run. */
 static void fill_rows(const struct job *job, int y0, int n) {
     const int c = job->components, w = job->width, h = job->height, o = job->orientation;
-    const size_t in_stride = (size_t)w * c;
+    const size_t in_stride = job->in_stride;
     const size_t out_stride = job->rows_stride;
     if (o <= 4) {
         for (int k = 0; k < n; k++) {
@@ -128,7 +129,7 @@ static void fill_rows(const struct job *job, int y0, int n) {
             const unsigned char *src = job->pixels + (size_t)sy * in_stride;
             unsigned char *dst = job->rows + (size_t)k * out_stride;
             if (o == 1 || o == 4) {
-                memcpy(dst, src, in_stride);
+                memcpy(dst, src, (size_t)w * c);
             } else {
                 for (int x = 0; x < w; x++)
                     put(dst + (size_t)x * c, src + (size_t)(w - 1 - x) * c, c);
@@ -210,6 +211,182 @@ static int compress(struct job *job) {
     return 0;
 }
 
+/* The planar encode: Y, Cb and Cr planes at 4:2:0 (chroma planes (w+1)/2 x (h+1)/2 of
+ * luma's w x h) straight into the DCT (libjpeg's raw-data input), so no colour conversion
+ * and no downsampling is done here: imaging.render resamples each plane of a planar decode
+ * (imaging/_jpegdec.c decode_planes) to its own size. The same scan script and orientation
+ * as encode(); each plane is turned while it is packed, ROWS rows at a time, and padded to
+ * whole blocks by repeating its last column and row, as libjpeg pads RGB input. */
+struct plane {
+    struct job view;   /* the plane as a 1-component image, for fill_rows */
+    int up_w, up_h;    /* upright size */
+    int block_w;       /* samples a row must hold: whole blocks */
+    int lines;         /* rows per iMCU row: 16 for luma, 8 for chroma */
+};
+
+static void fill_plane(struct plane *pl, int y0, int n) {
+    /* upright rows y0..y0+n-1 of the padded plane into pl->view.rows */
+    int real = pl->up_h - y0 < n ? pl->up_h - y0 : n;
+    if (real > 0) {
+        if (pl->view.orientation == 1) {
+            for (int k = 0; k < real; k++)
+                memcpy(pl->view.rows + (size_t)k * pl->view.rows_stride,
+                       pl->view.pixels + (size_t)(y0 + k) * pl->view.in_stride, (size_t)pl->up_w);
+        } else {
+            fill_rows(&pl->view, y0, real);
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        unsigned char *row = pl->view.rows + (size_t)k * pl->view.rows_stride;
+        if (k >= real) /* below the image: the last real row again */
+            memcpy(row, k > 0 ? row - pl->view.rows_stride : row, (size_t)pl->up_w);
+        if (pl->block_w > pl->up_w)
+            memset(row + pl->up_w, row[pl->up_w - 1], (size_t)(pl->block_w - pl->up_w));
+    }
+}
+
+static int compress_planes(struct job *job, struct plane *planes) {
+    struct jpeg_compress_struct cinfo;
+    cinfo.err = jpeg_std_error(&job->err.pub);
+    job->err.pub.error_exit = on_error;
+    job->err.pub.output_message = on_message;
+    job->err.message[0] = '\0';
+    if (setjmp(job->err.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        return -1;
+    }
+    jpeg_create_compress(&cinfo);
+    job->dest.pub.init_destination = dest_init;
+    job->dest.pub.empty_output_buffer = dest_grow;
+    job->dest.pub.term_destination = dest_term;
+    cinfo.dest = &job->dest.pub;
+    cinfo.image_width = (JDIMENSION)planes[0].up_w;
+    cinfo.image_height = (JDIMENSION)planes[0].up_h;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_YCbCr;
+    jpeg_set_defaults(&cinfo); /* YCbCr in and out, luma 2x2: 4:2:0 */
+    jpeg_set_quality(&cinfo, job->quality, TRUE);
+    cinfo.raw_data_in = TRUE;
+    cinfo.scan_info = SCANS_YCC;
+    cinfo.num_scans = (int)(sizeof SCANS_YCC / sizeof SCANS_YCC[0]);
+    jpeg_start_compress(&cinfo, TRUE);
+    if (job->exif_len)
+        jpeg_write_marker(&cinfo, JPEG_APP0 + 1, job->exif, (unsigned int)job->exif_len);
+    if (job->icc_len)
+        jpeg_write_icc_profile(&cinfo, job->icc, (unsigned int)job->icc_len);
+    JSAMPROW rows[3][ROWS];
+    for (int i = 0; i < 3; i++) {
+        for (int k = 0; k < ROWS; k++)
+            rows[i][k] = planes[i].view.rows + (size_t)k * planes[i].view.rows_stride;
+    }
+    /* ROWS luma rows (ROWS/2 chroma) are turned at once, then fed an iMCU row at a time */
+    while (cinfo.next_scanline < cinfo.image_height) {
+        int y0 = (int)cinfo.next_scanline;
+        for (int i = 0; i < 3; i++)
+            fill_plane(&planes[i], y0 * planes[i].lines / 16, ROWS * planes[i].lines / 16);
+        for (int g = 0; g < ROWS / 16 && cinfo.next_scanline < cinfo.image_height; g++) {
+            JSAMPARRAY data[3] = {rows[0] + g * 16, rows[1] + g * 8, rows[2] + g * 8};
+            jpeg_write_raw_data(&cinfo, data, 16);
+        }
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    return 0;
+}
+
+static PyObject *encode_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"y", "cb", "cr", "width", "height", "stride", "chroma_stride",
+                            "quality", "icc", "exif", "orientation", NULL};
+    Py_buffer bufs[3], icc = {0}, exif = {0};
+    int width, height, stride, cstride, quality, orientation = 1;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*y*iiiii|y*y*i", names, &bufs[0], &bufs[1],
+                                     &bufs[2], &width, &height, &stride, &cstride, &quality, &icc,
+                                     &exif, &orientation))
+        return NULL;
+    PyObject *result = NULL;
+    const int cw = (width + 1) / 2, ch = (height + 1) / 2;
+    if (width <= 0 || height <= 0 || width > JPEG_MAX_DIMENSION || height > JPEG_MAX_DIMENSION) {
+        PyErr_Format(PyExc_ValueError, "%dx%d is no JPEG size", width, height);
+    } else if (stride < width || cstride < cw ||
+               (uint64_t)bufs[0].len < (uint64_t)stride * (uint64_t)(height - 1) + (uint64_t)width ||
+               (uint64_t)bufs[1].len < (uint64_t)cstride * (uint64_t)(ch - 1) + (uint64_t)cw ||
+               (uint64_t)bufs[2].len < (uint64_t)cstride * (uint64_t)(ch - 1) + (uint64_t)cw) {
+        PyErr_Format(PyExc_ValueError, "planes too small for %dx%d at strides %d and %d", width,
+                     height, stride, cstride);
+    } else if (quality < 1 || quality > 100) {
+        PyErr_Format(PyExc_ValueError, "quality %d is not in 1..100", quality);
+    } else if (orientation < 1 || orientation > 8) {
+        PyErr_Format(PyExc_ValueError, "orientation %d is not in 1..8", orientation);
+    } else if (exif.len > MAX_MARKER) {
+        PyErr_Format(PyExc_ValueError, "EXIF of %zd bytes is over a JPEG segment's %d",
+                     exif.len, MAX_MARKER);
+    } else if (icc.len > (Py_ssize_t)MAX_ICC) {
+        PyErr_Format(PyExc_ValueError, "ICC profile of %zd bytes is over JPEG's %zd",
+                     icc.len, (Py_ssize_t)MAX_ICC);
+    } else {
+        struct job job = {
+            .quality = quality, .orientation = orientation,
+            .icc = icc.buf, .icc_len = icc.buf ? (size_t)icc.len : 0,
+            .exif = exif.buf, .exif_len = exif.buf ? (size_t)exif.len : 0,
+        };
+        struct plane planes[3];
+        int ok = 1;
+        const int swap = orientation >= 5;
+        for (int i = 0; i < 3; i++) {
+            int w = i ? cw : width, h = i ? ch : height;
+            struct plane *pl = &planes[i];
+            memset(pl, 0, sizeof *pl);
+            pl->view.pixels = bufs[i].buf;
+            pl->view.in_stride = (size_t)(i ? cstride : stride);
+            pl->view.width = w;
+            pl->view.height = h;
+            pl->view.components = 1;
+            pl->view.orientation = orientation;
+            pl->up_w = swap ? h : w;
+            pl->up_h = swap ? w : h;
+            pl->lines = i ? 8 : 16;
+            /* whole MCUs: 16 luma samples across, 8 chroma */
+            int unit = i ? 8 : 16;
+            pl->block_w = (pl->up_w + unit - 1) / unit * unit;
+            size_t st = ((size_t)pl->block_w + 63) & ~(size_t)63;
+            while ((st & 4095) < 256 || (st & 4095) > 4096 - 256) /* see encode() */
+                st += 64;
+            pl->view.rows_stride = st;
+            pl->view.rows = malloc((size_t)ROWS * st);
+            if (pl->view.rows == NULL)
+                ok = 0;
+        }
+        /* the luma plane's upright size is the image's; chroma's follows it (4:2:0) */
+        job.dest.size = (size_t)width * (size_t)height / 4 + 65536 + job.icc_len + job.exif_len;
+        job.dest.data = malloc(job.dest.size);
+        if (!ok || job.dest.data == NULL) {
+            PyErr_NoMemory();
+        } else {
+            int rc;
+            Py_BEGIN_ALLOW_THREADS
+            rc = compress_planes(&job, planes);
+            Py_END_ALLOW_THREADS
+            if (rc == 0)
+                result = PyBytes_FromStringAndSize(
+                    (const char *)job.dest.data,
+                    (Py_ssize_t)(job.dest.size - job.dest.pub.free_in_buffer));
+            else
+                PyErr_Format(PyExc_OSError, "JPEG encoder: %s", job.err.message);
+        }
+        free(job.dest.data);
+        for (int i = 0; i < 3; i++)
+            free(planes[i].view.rows);
+    }
+    for (int i = 0; i < 3; i++)
+        PyBuffer_Release(&bufs[i]);
+    if (icc.obj)
+        PyBuffer_Release(&icc);
+    if (exif.obj)
+        PyBuffer_Release(&exif);
+    return result;
+}
+
 static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"pixels", "width", "height", "components", "quality", "icc", "exif",
                             "orientation", NULL};
@@ -242,7 +419,8 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
                      icc.len, (Py_ssize_t)MAX_ICC);
     } else {
         struct job job = {
-            .pixels = pixels.buf, .width = width, .height = height,
+            .pixels = pixels.buf, .in_stride = (size_t)width * (size_t)components,
+            .width = width, .height = height,
             .components = components, .quality = quality, .orientation = orientation,
             .rows = NULL,
             .icc = icc.buf, .icc_len = icc.buf ? (size_t)icc.len : 0,
@@ -295,6 +473,12 @@ static PyMethodDef methods[] = {
      "(3 for L), turned upright per the EXIF ``orientation``\n"
      "of the pixels as given.\n"
      "``exif`` is an APP1 payload (b'Exif\\0\\0' + TIFF), ``icc`` an ICC profile."},
+    {"encode_planes", (PyCFunction)(void (*)(void))encode_planes, METH_VARARGS | METH_KEYWORDS,
+     "encode_planes(y, cb, cr, width, height, stride, chroma_stride, quality, icc=b'', exif=b'',\n"
+     "              orientation=1) -> bytes\n\n"
+     "As encode(), from the planes of a 4:2:0 YCbCr image as stored: ``y`` width x height,\n"
+     "``cb`` and ``cr`` (width+1)//2 x (height+1)//2, rows ``stride`` and ``chroma_stride``\n"
+     "bytes apart; the output is turned upright per ``orientation``."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -40,7 +40,7 @@ def prepare(im: Image.Image) -> Image.Image:
 
 
 @functools.lru_cache(maxsize=32)
-def _is_srgb(icc: bytes) -> bool:
+def is_srgb(icc: bytes) -> bool:
     # Skipping the sRGB-to-sRGB transform is the common case and saves a pass over the pixels.
     try:
         desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
@@ -73,7 +73,7 @@ def to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
         base = Image.new("RGB", im.size, (255, 255, 255))
         base.paste(im.convert("RGB"), mask=im.getchannel("A"))
         im = base
-    if icc and im.mode in ("RGB", "CMYK") and not (im.mode == "RGB" and _is_srgb(icc)):
+    if icc and im.mode in ("RGB", "CMYK") and not (im.mode == "RGB" and is_srgb(icc)):
         transform = _transform(icc, im.mode)
         if transform is not None:
             return ImageCms.applyTransform(im, transform) or im

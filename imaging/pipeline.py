@@ -5,8 +5,9 @@ Each output is a chain of methods tried in order, each try an ``Attempt``:
     preview_extraction / enhance
       1 embedded_preview     the camera's JPEG (exiftool), if at least as large as the target
       2 turbo_decode         8-bit RGB or grey JPEG: libjpeg-turbo decodes at N/8 straight into
-                             one buffer (imaging/_jpegdec.c), resample the rest; a file it
-                             refuses as corrupt is a failed try and goes on to Pillow
+                             our buffers (imaging/_jpegdec.c), resample the rest: YCbCr in
+                             sRGB as its planes (render.Planes), the rest as packed pixels; a
+                             file it refuses as corrupt is a failed try and goes on to Pillow
       2 pillow_decode        anything else: Pillow, with DCT-domain downscaling for JPEGs
       3 raw_embedded_jpeg    RAW only: the embedded JPEG whatever its size, marked undersized
     thumbnail_generation     from the preview just made (the original is never decoded twice)
@@ -36,6 +37,7 @@ from .probe import QUICK_PROBE_MIN_EDGE, Embedded, Probe, is_raw, probe, quick_p
 from .render import (
     Box,
     Carry,
+    Planes,
     check_file,
     classified,
     decode_stored,
@@ -68,7 +70,7 @@ class _Made:
     """A decoded sRGB image as stored, the EXIF orientation that turns it upright (``encode``
     applies it), its encoded rendition and how it was made."""
 
-    image: Image.Image
+    image: Image.Image | Planes
     orientation: int
     rendition: Rendition
     carry: Carry
@@ -122,7 +124,7 @@ class Imager:
             with classified(path.name):
                 # the box is square, so cropping or fitting as stored then turning matches turning
                 # first up to a 1 px shift of the centre and resampling rounding
-                thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
+                thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit, made.orientation)
                 thumb_r = encode(thumb, c.preview_quality, self._exif(made.carry), made.orientation)
         except ImagingError as exc:
             attempts.append(Attempt("thumbnail_generation", "from_preview", 1, False, _ms(start), str(exc)))
@@ -146,7 +148,7 @@ class Imager:
         box: Box = ("cover" if c.thumbnail_fit == "cover" else "fit", c.thumbnail_size)
         made = self._chain(path, "thumbnail_generation", c.thumbnail_size, c.preview_quality, attempts,
                            box=box, encode_output=False)
-        thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit)
+        thumb = thumbnail(made.image, c.thumbnail_size, c.thumbnail_fit, made.orientation)
         r = encode(thumb, c.preview_quality, self._exif(made.carry), made.orientation)
         attempts[-1] = replace(attempts[-1], size_bytes=len(r.data), width=r.width, height=r.height)
         return ThumbnailResult(r, attempts, made.from_embedded)
@@ -344,7 +346,7 @@ class Imager:
         return _Made(out, orientation, self._render(out, orientation, quality, carry, encode_output), carry)
 
     def _decode(self, im: Image.Image, box: Box, name: str, step: _Step | None,
-                orientation: int | None = None, fine: bool = False) -> tuple[Image.Image, int]:
+                orientation: int | None = None, fine: bool = False) -> tuple[Image.Image | Planes, int]:
         """``im`` decoded to ``box``, as stored, with its orientation; closes ``im``. Through
         libjpeg-turbo where that applies, else Pillow; a file libjpeg refuses as corrupt or
         unsupported is given to Pillow too (a failed ``turbo_decode`` try in ``step``), as
@@ -371,7 +373,7 @@ class Imager:
             return fast
         return decode_stored(im, box, name, deadline, orientation, fine)
 
-    def _render(self, im: Image.Image, orientation: int, quality: int, carry: Carry,
+    def _render(self, im: Image.Image | Planes, orientation: int, quality: int, carry: Carry,
                 encode_output: bool) -> Rendition:
         if not encode_output:
             return Rendition(b"", *upright_size(im.size, orientation))

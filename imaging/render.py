@@ -5,7 +5,9 @@ covers the target, then resampled; orientation is applied after the downscale, o
 image; colours are converted to sRGB last. Every limit is checked before pixels are decoded.
 8-bit RGB and grey JPEGs decode straight through libjpeg-turbo (``decode_turbo``, the C
 extension imaging/_jpegdec.c) when it is built; everything else, and anything it refuses,
-through Pillow (``decode_stored``).
+through Pillow (``decode_stored``). A YCbCr JPEG in sRGB stays YCbCr all the way (``Planes``):
+its planes are decoded as stored, each resampled at its own size and encoded as they are, so
+no pixel is converted to RGB and back, and chroma is resampled at a quarter of the pixels.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 from PIL.TiffImagePlugin import IFDRational
 
-from .color import SRGB_ICC, to_srgb
+from .color import SRGB_ICC, is_srgb, to_srgb
 from .errors import (
     CorruptImage,
     DecodeTimeout,
@@ -86,6 +88,87 @@ _TRANSPOSE: dict[int, list[Image.Transpose]] = {
 }
 
 Box = tuple[Literal["fit", "cover"], int]
+
+
+@dataclass(frozen=True)
+class Planes:
+    """A YCbCr image as its three planes (mode L), not converted to RGB: what a planar decode
+    gives (``decode_turbo``) and what ``encode`` takes as it is. ``size`` is the image's, and
+    luma's; ``chroma`` is chroma samples per luma pixel across and down (0.5, 0.5 at 4:2:0).
+    Planes may be larger than that (a decode's are padded to whole blocks): only the top-left
+    ``size`` of luma, and its ``chroma`` share of each chroma plane, is the image."""
+
+    y: Image.Image
+    cb: Image.Image
+    cr: Image.Image
+    size: tuple[int, int]
+    chroma: tuple[float, float] = (0.5, 0.5)
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    def resize(self, target: tuple[int, int], f: Image.Resampling,
+               box: tuple[float, float, float, float] | None = None,
+               reducing_gap: float | None = None, orientation: int = 1) -> Planes:
+        """The ``box`` of the image (luma pixels; all of it by default) at ``target``, 4:2:0:
+        each plane resampled from its own samples, chroma to half the target each way, on
+        the grid the encoder will see once ``orientation`` turns the image upright."""
+        x0, y0, x1, y1 = box or (0.0, 0.0, float(self.size[0]), float(self.size[1]))
+        c_target = ((target[0] + 1) // 2, (target[1] + 1) // 2)
+        c_box, pad = _chroma_box((x0, y0, x1, y1), target, self.chroma, self.cb.size, orientation)
+        cb, cr = (_edge_pad(self.cb, pad), _edge_pad(self.cr, pad)) if pad else (self.cb, self.cr)
+        # Chroma takes bicubic where luma takes bilinear: a quarter of the pixels, and the
+        # 1.5 dB of chroma PSNR it gives back on a camera file's preview (bench/imaging.py).
+        cf = Image.Resampling.BICUBIC if f == Image.Resampling.BILINEAR else f
+        return Planes(self.y.resize(target, f, box=(x0, y0, x1, y1), reducing_gap=reducing_gap),
+                      cb.resize(c_target, cf, box=c_box, reducing_gap=reducing_gap),
+                      cr.resize(c_target, cf, box=c_box, reducing_gap=reducing_gap),
+                      target)
+
+
+# Stored axes an orientation runs backwards once upright (x, y): see _jpegenc.c fill_rows.
+_REVERSED = {1: (False, False), 2: (True, False), 3: (True, True), 4: (False, True),
+             5: (False, False), 6: (False, True), 7: (True, True), 8: (True, False)}
+
+
+def _chroma_box(box: tuple[float, float, float, float], target: tuple[int, int],
+                chroma: tuple[float, float], size: tuple[int, int], orientation: int,
+                ) -> tuple[tuple[float, float, float, float], int]:
+    """Where in a chroma plane (of ``size``) the 4:2:0 samples of ``box`` at ``target`` come
+    from, and how many samples of edge padding on every side that needs (``_edge_pad``).
+
+    An odd target side has one chroma sample more than half of it, covering a pixel past the
+    image: the encoder pads the upright image at its right and bottom, which is the start of
+    a stored axis that the orientation runs backwards (a portrait 6's top). The box reaches
+    that pixel's worth past the source on that side; without it every sample would sit up
+    to half a sample off (about 1.5 dB of chroma PSNR on a 2048x1365 preview)."""
+    axes = []
+    for lo, hi, t, frac, n, back in zip(box[:2], box[2:], target, chroma, size,
+                                        _REVERSED.get(orientation, (False, False)), strict=True):
+        reach = (hi - lo) / t * (2 * ((t + 1) // 2) - t)  # 0 or one target pixel, in source px
+        a, b = (lo - reach, hi) if back else (lo, hi + reach)
+        axes.append((a * frac, b * frac, n))
+    pad = math.ceil(max(0.0, *(max(-a, b - n) for a, b, n in axes)))
+    (ax, bx, _), (ay, by, _) = axes
+    return (ax + pad, ay + pad, bx + pad, by + pad), pad
+
+
+def _edge_pad(im: Image.Image, n: int) -> Image.Image:
+    """``im`` with ``n`` more samples on every side, each a copy of the nearest edge one."""
+    w, h = im.size
+    out = Image.new(im.mode, (w + 2 * n, h + 2 * n))
+    out.paste(im, (n, n))
+    near = Image.Resampling.NEAREST
+    out.paste(im.crop((0, 0, w, 1)).resize((w, n), near), (n, 0))
+    out.paste(im.crop((0, h - 1, w, h)).resize((w, n), near), (n, h + n))
+    out.paste(out.crop((n, 0, n + 1, h + 2 * n)).resize((n, h + 2 * n), near), (0, 0))
+    out.paste(out.crop((w + n - 1, 0, w + n, h + 2 * n)).resize((n, h + 2 * n), near), (w + n, 0))
+    return out
 
 
 @contextmanager
@@ -206,7 +289,7 @@ def turbo_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
 def decode_turbo(
     im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None,
     max_pixels: int = 0, fine: bool = False,
-) -> tuple[Image.Image, int] | None:
+) -> tuple[Image.Image | Planes, int] | None:
     """As ``decode_stored``, through libjpeg-turbo straight into one packed buffer; None when
     this path does not apply (no build, not an 8-bit RGB or grey JPEG: Pillow decodes it).
     ``im`` is Pillow's opened header (its EXIF and ICC profile are used); it stays open, so
@@ -224,10 +307,20 @@ def decode_turbo(
         if data[:2] != b"\xff\xd8":
             return None
         target = scale_for(im.size, box)
+        # Pillow's ICC profile, as the Pillow path takes it (its reader and libjpeg's differ
+        # on malformed chunk sequences)
+        icc = im.info.get("icc_profile")
+        icc = icc if isinstance(icc, bytes) and icc else None
+        scale = turbo_scale(im.size, target)
+        max_memory = _TURBO_MEMORY_PER_PIXEL * max_pixels
+        until = deadline if math.isfinite(deadline) else 0.0
         try:
-            got = _jpegdec.decode(data, turbo_scale(im.size, target), max_pixels=max_pixels,
-                                  max_memory=_TURBO_MEMORY_PER_PIXEL * max_pixels,
-                                  deadline=deadline if math.isfinite(deadline) else 0.0)
+            if _jpegenc is not None and im.mode == "RGB" and (icc is None or is_srgb(icc)):
+                planes = _jpegdec.decode_planes(data, scale, max_pixels, max_memory, until)
+                if planes is not None:
+                    del data
+                    return _planar(im, planes, target, name, deadline, orientation, fine)
+            got = _jpegdec.decode(data, scale, max_pixels, max_memory, until)
         except _jpegdec.TooLarge as exc:
             raise ImageTooLarge(f"{name}: {exc}") from None
         except _jpegdec.Timeout:
@@ -242,14 +335,32 @@ def decode_turbo(
         _check(deadline, name, "decode")
         if orientation is None:
             orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
-        # Pillow's ICC profile, as the Pillow path takes it (its reader and libjpeg's differ
-        # on malformed chunk sequences)
-        icc = im.info.get("icc_profile")
         out = _resize(Image.frombuffer(mode, (w, h), pixels, "raw", mode, 0, 1), target, fine)
         del pixels
         _check(deadline, name, "resize")
-        out = to_srgb(out, icc if isinstance(icc, bytes) else None)
+        out = to_srgb(out, icc)
         return out, orientation if orientation in _TRANSPOSE else 1
+
+
+_PlanesDecoded = tuple[tuple[bytes, int, int, int], tuple[bytes, int, int, int],
+                       tuple[bytes, int, int, int], int, int, int, int, bytes | None]
+
+
+def _planar(im: Image.Image, got: _PlanesDecoded, target: tuple[int, int], name: str,
+            deadline: float, orientation: int | None, fine: bool) -> tuple[Planes, int]:
+    """A planar decode resampled to ``target``: each plane from its own padded buffer."""
+    (y, *_, ys), (cb, *_, cs), (cr, *_), w, h, h_samp, v_samp, _ = got
+    _check(deadline, name, "decode")
+    if orientation is None:
+        orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
+    planes = [Image.frombuffer("L", (stride, len(buf) // stride), buf, "raw", "L", 0, 1)
+              for buf, stride in ((y, ys), (cb, cs), (cr, cs))]
+    decoded = Planes(planes[0], planes[1], planes[2], (w, h), (1 / h_samp, 1 / v_samp))
+    orientation = orientation if orientation in _TRANSPOSE else 1
+    out = decoded.resize(target, _filter((w, h), target, fine), reducing_gap=3.0,
+                         orientation=orientation)
+    _check(deadline, name, "resize")
+    return out, orientation
 
 
 def _dct_scale(im: Image.Image, target: tuple[int, int]) -> None:
@@ -289,14 +400,16 @@ def _resize(im: Image.Image, target: tuple[int, int], fine: bool = False) -> Ima
     # takes bicubic under 1.25x too: a 6000x4000 file decoded at 6/8 for 4096 is 1.1x, and
     # bicubic there is 0.7 dB closer to Lanczos-from-full after the encode than bilinear, and
     # 0.3 dB closer than bicubic from the full-size decode (bench/imaging.py measures it).
-    step = max(im.width / target[0], im.height / target[1])
+    return im.resize(target, _filter(im.size, target, fine), reducing_gap=3.0)
+
+
+def _filter(size: tuple[int, int], target: tuple[int, int], fine: bool) -> Image.Resampling:
+    step = max(size[0] / target[0], size[1] / target[1])
     if step < 1.25 and not fine:
-        f = Image.Resampling.BILINEAR
-    elif step < 1.5:
-        f = Image.Resampling.BICUBIC
-    else:
-        f = Image.Resampling.LANCZOS
-    return im.resize(target, f, reducing_gap=3.0)
+        return Image.Resampling.BILINEAR
+    if step < 1.5:
+        return Image.Resampling.BICUBIC
+    return Image.Resampling.LANCZOS
 
 
 def _check(deadline: float, name: str, step: str) -> None:
@@ -304,7 +417,12 @@ def _check(deadline: float, name: str, step: str) -> None:
         raise DecodeTimeout(f"{name}: {step} ran past the decode time-out")
 
 
-def thumbnail(im: Image.Image, size: int, fit: Literal["cover", "contain"]) -> Image.Image:
+def thumbnail(im: Image.Image | Planes, size: int, fit: Literal["cover", "contain"],
+              orientation: int = 1) -> Image.Image | Planes:
+    """``orientation``: what ``encode`` will turn the result by (planes resample chroma on
+    the grid it makes)."""
+    if isinstance(im, Planes):
+        return _thumbnail_planes(im, size, fit, orientation)
     if fit == "contain":
         return ImageOps.contain(im, (size, size), Image.Resampling.LANCZOS)
     # cover: the centred square of the short side, resampled straight from the source box
@@ -319,6 +437,29 @@ def thumbnail(im: Image.Image, size: int, fit: Literal["cover", "contain"]) -> I
     # Lanczos on a third of the taps: 47 dB against plain Lanczos, at under half the cost.
     return im.resize((side, side), Image.Resampling.LANCZOS, box=(left, top, left + short, top + short),
                      reducing_gap=1.5)
+
+
+def _thumbnail_planes(im: Planes, size: int, fit: Literal["cover", "contain"], orientation: int) -> Planes:
+    """``thumbnail`` of planes, the same geometry and filters, each plane at its own size."""
+    w, h = im.size
+    if fit == "contain":
+        # ImageOps.contain's size: the long side at ``size``, the other rounded
+        if w == h:
+            target = (size, size)
+        elif w > h:
+            target = (size, max(1, round(h / w * size)))
+        else:
+            target = (max(1, round(w / h * size)), size)
+        return im.resize(target, Image.Resampling.LANCZOS, orientation=orientation)
+    short = min(w, h)
+    side = min(size, short)
+    if side == short:
+        x, y = (w - short) // 2, (h - short) // 2
+        return im.resize((short, short), Image.Resampling.BICUBIC, box=(x, y, x + short, y + short),
+                         orientation=orientation)
+    left, top = (w - short) / 2, (h - short) / 2
+    return im.resize((side, side), Image.Resampling.LANCZOS, box=(left, top, left + short, top + short),
+                     reducing_gap=1.5, orientation=orientation)
 
 
 @dataclass(frozen=True)
@@ -384,11 +525,13 @@ def _to_dms(x: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     return IFDRational(d, 1), IFDRational(m, 1), _rational(s)
 
 
-def encode(im: Image.Image, quality: int, exif: bytes = b"", orientation: int = 1) -> Rendition:
+def encode(im: Image.Image | Planes, quality: int, exif: bytes = b"", orientation: int = 1) -> Rendition:
     """A progressive sRGB JPEG of ``im`` turned upright per its EXIF ``orientation``. RGB and
     L go through the project's encoder when it is built (a 5-scan script: a third less time
     than Pillow's 10 scans, same pixels; it turns rows while packing them); anything else, or
     no build, through Pillow's."""
+    if isinstance(im, Planes):
+        return _encode_planes(im, quality, exif, orientation)
     if _jpegenc is not None and im.mode in ("RGB", "L"):
         data = _jpegenc.encode(im.tobytes(), im.width, im.height, 3 if im.mode == "RGB" else 1,
                                quality, icc=SRGB_ICC, exif=exif, orientation=orientation)
@@ -398,3 +541,14 @@ def encode(im: Image.Image, quality: int, exif: bytes = b"", orientation: int = 
     kwargs: dict[str, object] = {"exif": exif} if exif else {}
     im.save(buf, "JPEG", quality=quality, progressive=True, icc_profile=SRGB_ICC, **kwargs)
     return Rendition(buf.getvalue(), im.width, im.height)
+
+
+def _encode_planes(im: Planes, quality: int, exif: bytes, orientation: int) -> Rendition:
+    """Planes as ``Planes.resize`` leaves them (4:2:0, each its exact size) into the encoder."""
+    w, h = im.size
+    assert _jpegenc is not None and im.cb.size == im.cr.size == ((w + 1) // 2, (h + 1) // 2)
+    assert im.y.size == im.size and im.chroma == (0.5, 0.5)
+    data = _jpegenc.encode_planes(im.y.tobytes(), im.cb.tobytes(), im.cr.tobytes(), w, h, w,
+                                  im.cb.width, quality, icc=SRGB_ICC, exif=exif,
+                                  orientation=orientation)
+    return Rendition(data, *upright_size(im.size, orientation))

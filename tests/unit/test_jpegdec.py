@@ -292,10 +292,14 @@ def test_pillow_fallback_without_the_build(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_the_fast_path_matches_the_pillow_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """End to end: the same preview pixels whichever decoder ran (both resample alike)."""
+    """End to end: the same preview pixels whichever decoder ran (both resample alike). The
+    packed decode, that is: a YCbCr file in sRGB takes the planar one first, which resamples
+    chroma at its own size (tests/unit/test_planes.py holds it to the full decode instead)."""
     path = samples.camera_jpeg(tmp_path / "c.jpg", (1200, 800), orientation=6, quality=92,
                                image=samples.scene((1200, 800)), preview=(160, 106))
     cfg = ImagingConfig(preview_long_edge=450, thumbnail_size=64)
+    assert render._jpegdec is not None
+    monkeypatch.setattr(render._jpegdec, "decode_planes", lambda *a, **k: None)
     with Imager(cfg) as imager:
         fast = imager.preview(path)
         monkeypatch.setattr(render, "_jpegdec", None)
@@ -338,15 +342,27 @@ def test_mutated_jpegs_end_in_an_exception_or_pixels(data: bytes, n: int) -> Non
     if render._jpegdec is None:
         pytest.skip("imaging._jpegdec is not built here")
     dec = render._jpegdec
+    limits = {"max_pixels": 50_000_000, "max_memory": 400_000_000, "deadline": time.monotonic() + 30}
     try:
-        got = dec.decode(data, n, max_pixels=50_000_000, max_memory=400_000_000,
-                         deadline=time.monotonic() + 30)
+        got = dec.decode(data, n, **limits)
     except (OSError, dec.TooLarge, dec.Timeout) as exc:
         assert str(exc).startswith("JPEG decoder: ")
     else:
         if got is not None:
             pixels, w, h, c, _ = got
             assert len(pixels) == w * h * c and c in (1, 3)
+    # the planar decode of the same bytes
+    try:
+        planes = dec.decode_planes(data, n, **limits)
+    except (OSError, dec.TooLarge, dec.Timeout) as exc:
+        assert str(exc).startswith("JPEG decoder: ")
+    else:
+        if planes is not None:
+            *three, w, h, hs, vs, _ = planes
+            assert (hs, vs) in ((1, 1), (2, 1), (1, 2), (2, 2))
+            for (buf, pw, ph, stride), (sx, sy) in zip(three, ((1, 1), (hs, vs), (hs, vs)), strict=True):
+                assert (pw, ph) == (-(-w // sx), -(-h // sy)) and stride > pw
+                assert len(buf) >= stride * (ph + 1)
 
 
 @pytest.fixture(scope="module")
