@@ -24,7 +24,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
+#include <limits.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -35,12 +38,13 @@
 static PyObject *TooLarge; /* over the pixel limit: not corrupt, a bomb */
 static PyObject *Timeout;  /* past the deadline */
 
-enum failure { FAIL_NONE, FAIL_CORRUPT, FAIL_TIMEOUT, FAIL_LARGE };
+enum failure { FAIL_NONE, FAIL_CORRUPT, FAIL_TIMEOUT, FAIL_LARGE, FAIL_READ };
 
 struct error_mgr {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
     enum failure kind;
+    int read_errno; /* FAIL_READ's */
     char message[JMSG_LENGTH_MAX];
 };
 
@@ -96,9 +100,138 @@ static void on_progress(j_common_ptr cinfo) {
     }
 }
 
+/* Where the JPEG comes from: bytes in memory, or an open file read with pread a block at a
+ * time, so that a 9 MB camera file is neither copied whole nor faulted into fresh pages
+ * (render passes the file Pillow opened; its position is not moved). */
+#define FD_BLOCK 65536
+struct fd_source {
+    struct jpeg_source_mgr pub;
+    int fd;
+    off_t pos;
+    JOCTET block[FD_BLOCK];
+};
+
+static void fd_init(j_decompress_ptr cinfo) { (void)cinfo; }
+static void fd_term(j_decompress_ptr cinfo) { (void)cinfo; }
+
+static boolean fd_fill(j_decompress_ptr cinfo) {
+    struct fd_source *src = (struct fd_source *)cinfo->src;
+    ssize_t n;
+    do {
+        n = pread(src->fd, src->block, FD_BLOCK, src->pos);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        struct error_mgr *err = (struct error_mgr *)cinfo->err;
+        err->read_errno = errno;
+        snprintf(err->message, sizeof err->message, "cannot read: %s", strerror(errno));
+        err->kind = FAIL_READ;
+        longjmp(err->jump, 1);
+    }
+    if (n == 0) { /* the end of the file: as jpeg_mem_src, a warning and an EOI */
+        WARNMS(cinfo, JWRN_JPEG_EOF);
+        src->block[0] = (JOCTET)0xFF;
+        src->block[1] = (JOCTET)JPEG_EOI;
+        n = 2;
+    } else {
+        src->pos += n;
+    }
+    src->pub.next_input_byte = src->block;
+    src->pub.bytes_in_buffer = (size_t)n;
+    return TRUE;
+}
+
+static void fd_skip(j_decompress_ptr cinfo, long count) {
+    struct fd_source *src = (struct fd_source *)cinfo->src;
+    if (count <= 0)
+        return;
+    if ((size_t)count <= src->pub.bytes_in_buffer) {
+        src->pub.next_input_byte += count;
+        src->pub.bytes_in_buffer -= (size_t)count;
+    } else { /* past what is read: the next fill reads from there */
+        src->pos += (off_t)(count - (long)src->pub.bytes_in_buffer);
+        src->pub.bytes_in_buffer = 0;
+    }
+}
+
+struct input {
+    Py_buffer buf;            /* .obj NULL for a file */
+    int fd;                   /* -1 for bytes */
+    struct fd_source *fd_src; /* the file's reader, allocated with the input */
+};
+
+/* ``obj``: a bytes-like object or a file descriptor (int). 0, or -1 with an exception set. */
+static int input_from(PyObject *obj, struct input *in) {
+    memset(in, 0, sizeof *in);
+    in->fd = -1;
+    if (PyLong_Check(obj)) {
+        long fd = PyLong_AsLong(obj);
+        if (fd == -1 && PyErr_Occurred())
+            return -1;
+        if (fd < 0 || fd > INT_MAX) {
+            PyErr_SetString(PyExc_ValueError, "not a file descriptor");
+            return -1;
+        }
+        in->fd_src = malloc(sizeof *in->fd_src);
+        if (in->fd_src == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        in->fd = (int)fd;
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, &in->buf, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (in->buf.len < 2) {
+        PyBuffer_Release(&in->buf);
+        in->buf.obj = NULL;
+        PyErr_SetString(PyExc_OSError, "JPEG decoder: not a JPEG (under 2 bytes)");
+        return -1;
+    }
+    return 0;
+}
+
+static void input_release(struct input *in) {
+    if (in->buf.obj)
+        PyBuffer_Release(&in->buf);
+    free(in->fd_src);
+}
+
+static void set_source(j_decompress_ptr cinfo, const struct input *in) {
+    if (in->fd < 0) {
+        jpeg_mem_src(cinfo, in->buf.buf, (unsigned long)in->buf.len);
+        return;
+    }
+    struct fd_source *src = in->fd_src;
+    src->fd = in->fd;
+    src->pos = 0;
+    src->pub.init_source = fd_init;
+    src->pub.fill_input_buffer = fd_fill;
+    src->pub.skip_input_data = fd_skip;
+    src->pub.resync_to_restart = jpeg_resync_to_restart;
+    src->pub.term_source = fd_term;
+    src->pub.bytes_in_buffer = 0;
+    src->pub.next_input_byte = NULL;
+    cinfo->src = &src->pub;
+}
+
+/* The exception for a failed job. */
+static void raise_failure(const struct error_mgr *err) {
+    if (err->kind == FAIL_READ) {
+        /* an OSError with the errno: imaging.render tells storage trouble from a bad file */
+        PyObject *exc = Py_BuildValue("(is)", err->read_errno, err->message);
+        if (exc) {
+            PyErr_SetObject(PyExc_OSError, exc);
+            Py_DECREF(exc);
+        }
+        return;
+    }
+    PyObject *kind = err->kind == FAIL_TIMEOUT ? Timeout : err->kind == FAIL_LARGE ? TooLarge
+                                                                                  : PyExc_OSError;
+    PyErr_Format(kind, "JPEG decoder: %s", err->message);
+}
+
 struct job {
-    const unsigned char *data;
-    size_t len;
+    const struct input *in;
     int scale;          /* N of N/8 */
     uint64_t max_pixels; /* of the stored image, as the file's header says */
     size_t max_memory;  /* libjpeg's own working memory (progressive coefficients, ...) */
@@ -146,7 +279,7 @@ static int decompress(struct job *job) {
     progress.pub.progress_monitor = on_progress;
     progress.deadline = job->deadline;
     cinfo.progress = &progress.pub;
-    jpeg_mem_src(&cinfo, job->data, (unsigned long)job->len);
+    set_source(&cinfo, job->in);
     jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF); /* ICC */
     jpeg_read_header(&cinfo, TRUE);
     if ((uint64_t)cinfo.image_width * cinfo.image_height > job->max_pixels) {
@@ -237,8 +370,7 @@ struct idct_controller { /* jpegint.h's struct jpeg_inverse_dct, its leading mem
 #endif
 
 struct planes_job {
-    const unsigned char *data;
-    size_t len;
+    const struct input *in;
     int scale;
     uint64_t max_pixels;
     size_t max_memory;
@@ -274,7 +406,7 @@ static int decompress_planes(struct planes_job *job) {
     progress.pub.progress_monitor = on_progress;
     progress.deadline = job->deadline;
     cinfo.progress = &progress.pub;
-    jpeg_mem_src(&cinfo, job->data, (unsigned long)job->len);
+    set_source(&cinfo, job->in);
     jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF); /* ICC */
     jpeg_read_header(&cinfo, TRUE);
     if ((uint64_t)cinfo.image_width * cinfo.image_height > job->max_pixels) {
@@ -390,26 +522,29 @@ static int decompress_planes(struct planes_job *job) {
 
 static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"data", "scale", "max_pixels", "max_memory", "deadline", NULL};
-    Py_buffer data;
+    PyObject *obj;
     int scale = 8;
     unsigned long long max_pixels = 0;
     Py_ssize_t max_memory = 0;
     double deadline = 0.0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|iKnd", names, &data, &scale, &max_pixels,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iKnd", names, &obj, &scale, &max_pixels,
                                      &max_memory, &deadline))
         return NULL;
-    PyObject *result = NULL;
     if (scale < 1 || scale > 8) {
         PyErr_Format(PyExc_ValueError, "scale %d/8 is not in 1/8..8/8", scale);
-    } else if (data.len < 2) {
-        PyErr_SetString(PyExc_OSError, "JPEG decoder: not a JPEG (under 2 bytes)");
-    } else if (!HAVE_PLANES) {
+        return NULL;
+    }
+    struct input in;
+    if (input_from(obj, &in) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (!HAVE_PLANES) {
         result = Py_NewRef(Py_None);
     } else {
 #if HAVE_PLANES
         struct planes_job job = {
-            .data = data.buf, .len = (size_t)data.len, .scale = scale,
+            .in = &in, .scale = scale,
             .max_pixels = max_pixels ? max_pixels : UINT64_MAX,
             .max_memory = max_memory > 0 ? (size_t)max_memory : 0,
             .deadline = deadline,
@@ -419,9 +554,7 @@ static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs)
         rc = decompress_planes(&job);
         Py_END_ALLOW_THREADS
         if (rc != 0) {
-            PyObject *kind = job.err.kind == FAIL_TIMEOUT ? Timeout
-                             : job.err.kind == FAIL_LARGE ? TooLarge : PyExc_OSError;
-            PyErr_Format(kind, "JPEG decoder: %s", job.err.message);
+            raise_failure(&job.err);
         } else if (!job.applicable) {
             result = Py_NewRef(Py_None);
         } else {
@@ -441,55 +574,54 @@ static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs)
         free(job.icc);
 #endif
     }
-    PyBuffer_Release(&data);
+    input_release(&in);
     return result;
 }
 
 static PyObject *decode(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"data", "scale", "max_pixels", "max_memory", "deadline", NULL};
-    Py_buffer data;
+    PyObject *obj;
     int scale = 8;
     unsigned long long max_pixels = 0;
     Py_ssize_t max_memory = 0;
     double deadline = 0.0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|iKnd", names, &data, &scale, &max_pixels,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iKnd", names, &obj, &scale, &max_pixels,
                                      &max_memory, &deadline))
         return NULL;
-    PyObject *result = NULL;
     if (scale < 1 || scale > 8) {
         PyErr_Format(PyExc_ValueError, "scale %d/8 is not in 1/8..8/8", scale);
-    } else if (data.len < 2) {
-        PyErr_SetString(PyExc_OSError, "JPEG decoder: not a JPEG (under 2 bytes)");
-    } else {
-        struct job job = {
-            .data = data.buf, .len = (size_t)data.len, .scale = scale,
-            .max_pixels = max_pixels ? max_pixels : UINT64_MAX,
-            .max_memory = max_memory > 0 ? (size_t)max_memory : 0,
-            .deadline = deadline,
-        };
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = decompress(&job);
-        Py_END_ALLOW_THREADS
-        if (rc != 0) {
-            PyObject *kind = job.err.kind == FAIL_TIMEOUT ? Timeout
-                             : job.err.kind == FAIL_LARGE ? TooLarge : PyExc_OSError;
-            PyErr_Format(kind, "JPEG decoder: %s", job.err.message);
-        } else if (!job.applicable) {
-            result = Py_NewRef(Py_None);
-        } else {
-            PyObject *icc = job.icc ? PyBytes_FromStringAndSize((const char *)job.icc, job.icc_len)
-                                    : Py_NewRef(Py_None);
-            if (icc)
-                result = Py_BuildValue("(OiiiO)", job.pixels, job.width, job.height, job.components,
-                                       icc);
-            Py_XDECREF(icc);
-        }
-        Py_XDECREF(job.pixels);
-        free(job.icc);
+        return NULL;
     }
-    PyBuffer_Release(&data);
+    struct input in;
+    if (input_from(obj, &in) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    struct job job = {
+        .in = &in, .scale = scale,
+        .max_pixels = max_pixels ? max_pixels : UINT64_MAX,
+        .max_memory = max_memory > 0 ? (size_t)max_memory : 0,
+        .deadline = deadline,
+    };
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = decompress(&job);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        raise_failure(&job.err);
+    } else if (!job.applicable) {
+        result = Py_NewRef(Py_None);
+    } else {
+        PyObject *icc = job.icc ? PyBytes_FromStringAndSize((const char *)job.icc, job.icc_len)
+                                : Py_NewRef(Py_None);
+        if (icc)
+            result = Py_BuildValue("(OiiiO)", job.pixels, job.width, job.height, job.components,
+                                   icc);
+        Py_XDECREF(icc);
+    }
+    Py_XDECREF(job.pixels);
+    free(job.icc);
+    input_release(&in);
     return result;
 }
 
@@ -497,16 +629,19 @@ static PyMethodDef methods[] = {
     {"decode", (PyCFunction)(void (*)(void))decode, METH_VARARGS | METH_KEYWORDS,
      "decode(data, scale=8, max_pixels=0, max_memory=0, deadline=0.0)\n"
      "    -> (pixels, width, height, components, icc) | None\n\n"
-     "Decode the JPEG in ``data`` at ``scale``/8 into packed RGB (3) or L (1) pixels, as\n"
+     "Decode the JPEG in ``data`` (bytes-like, or an open file's descriptor, read with\n"
+     "pread from its start) at ``scale``/8 into packed RGB (3) or L (1) pixels, as\n"
      "stored (no orientation), with its ICC profile or None. None: a colour space (CMYK,\n"
      "YCCK) or precision this leaves to Pillow. OSError for corrupt or truncated data,\n"
+     "OSError with the errno when the file cannot be read,\n"
      "TooLarge over ``max_pixels`` (of the stored size) or libjpeg's ``max_memory`` bytes,\n"
      "Timeout past ``deadline`` (time.monotonic()); 0 means no limit."},
     {"decode_planes", (PyCFunction)(void (*)(void))decode_planes, METH_VARARGS | METH_KEYWORDS,
      "decode_planes(data, scale=8, max_pixels=0, max_memory=0, deadline=0.0)\n"
      "    -> ((y, w, h, stride), (cb, ...), (cr, ...), width, height, h_samp, v_samp, icc)\n"
      "       | None\n\n"
-     "Decode a YCbCr JPEG at ``scale``/8 into its three planes as stored: each at its own\n"
+     "Decode a YCbCr JPEG (``data`` as decode()'s) at ``scale``/8 into its three planes as\n"
+     "stored: each at its own\n"
      "sampling (chroma not upsampled), rows ``stride`` bytes apart (padded to whole MCUs).\n"
      "``width`` x ``height`` is the image's size at the scale; ``h_samp`` and ``v_samp``\n"
      "luma's sampling factors (chroma's are 1: 2, 2 is 4:2:0). None: not 8-bit YCbCr with\n"

@@ -215,34 +215,62 @@ static int compress(struct job *job) {
  * luma's w x h) straight into the DCT (libjpeg's raw-data input), so no colour conversion
  * and no downsampling is done here: imaging.render resamples each plane of a planar decode
  * (imaging/_jpegdec.c decode_planes) to its own size. The same scan script and orientation
- * as encode(); each plane is turned while it is packed, ROWS rows at a time, and padded to
- * whole blocks by repeating its last column and row, as libjpeg pads RGB input. */
+ * as encode(); each plane is turned upright into a buffer of its own first (turn_plane),
+ * padded to whole MCUs by repeating its last column and row, as libjpeg pads RGB input. */
 struct plane {
-    struct job view;   /* the plane as a 1-component image, for fill_rows */
-    int up_w, up_h;    /* upright size */
-    int block_w;       /* samples a row must hold: whole blocks */
-    int lines;         /* rows per iMCU row: 16 for luma, 8 for chroma */
+    const unsigned char *src; /* as stored: w x h, rows src_stride apart */
+    size_t src_stride;
+    int w, h;
+    int up_w, up_h;           /* upright */
+    unsigned char *buf;       /* upright, padded: rows x stride */
+    size_t stride;
+    int rows;
 };
 
-static void fill_plane(struct plane *pl, int y0, int n) {
-    /* upright rows y0..y0+n-1 of the padded plane into pl->view.rows */
-    int real = pl->up_h - y0 < n ? pl->up_h - y0 : n;
-    if (real > 0) {
-        if (pl->view.orientation == 1) {
-            for (int k = 0; k < real; k++)
-                memcpy(pl->view.rows + (size_t)k * pl->view.rows_stride,
-                       pl->view.pixels + (size_t)(y0 + k) * pl->view.in_stride, (size_t)pl->up_w);
-        } else {
-            fill_rows(&pl->view, y0, real);
+/* The plane turned upright into its padded buffer, the padding a copy of the last column
+ * and row (as libjpeg pads RGB input). A turn that swaps the axes goes tile by tile, so
+ * that the rows written to stay in the cache while a tile's columns are read. */
+#define TILE 64
+static void turn_plane(struct plane *pl, int o) {
+    const int w = pl->w, h = pl->h;
+    const size_t st = pl->stride;
+    if (o <= 4) {
+        for (int y = 0; y < pl->up_h; y++) {
+            int sy = (o == 1 || o == 2) ? y : h - 1 - y;
+            const unsigned char *src = pl->src + (size_t)sy * pl->src_stride;
+            unsigned char *dst = pl->buf + (size_t)y * st;
+            if (o == 1 || o == 4) {
+                memcpy(dst, src, (size_t)w);
+            } else {
+                for (int x = 0; x < w; x++)
+                    dst[x] = src[w - 1 - x];
+            }
+        }
+    } else {
+        for (int sy0 = 0; sy0 < h; sy0 += TILE) {
+            int sy1 = sy0 + TILE < h ? sy0 + TILE : h;
+            for (int sx0 = 0; sx0 < w; sx0 += TILE) {
+                int sx1 = sx0 + TILE < w ? sx0 + TILE : w;
+                for (int sy = sy0; sy < sy1; sy++) {
+                    const unsigned char *src = pl->src + (size_t)sy * pl->src_stride;
+                    size_t ux = (size_t)((o == 5 || o == 8) ? sy : h - 1 - sy);
+                    if (o == 5 || o == 6) {
+                        for (int sx = sx0; sx < sx1; sx++)
+                            pl->buf[(size_t)sx * st + ux] = src[sx];
+                    } else {
+                        for (int sx = sx0; sx < sx1; sx++)
+                            pl->buf[(size_t)(w - 1 - sx) * st + ux] = src[sx];
+                    }
+                }
+            }
         }
     }
-    for (int k = 0; k < n; k++) {
-        unsigned char *row = pl->view.rows + (size_t)k * pl->view.rows_stride;
-        if (k >= real) /* below the image: the last real row again */
-            memcpy(row, k > 0 ? row - pl->view.rows_stride : row, (size_t)pl->up_w);
-        if (pl->block_w > pl->up_w)
-            memset(row + pl->up_w, row[pl->up_w - 1], (size_t)(pl->block_w - pl->up_w));
+    for (int y = 0; y < pl->up_h; y++) {
+        unsigned char *row = pl->buf + (size_t)y * st;
+        memset(row + pl->up_w, row[pl->up_w - 1], st - (size_t)pl->up_w);
     }
+    for (int y = pl->up_h; y < pl->rows; y++)
+        memcpy(pl->buf + (size_t)y * st, pl->buf + (size_t)(pl->up_h - 1) * st, st);
 }
 
 static int compress_planes(struct job *job, struct plane *planes) {
@@ -274,20 +302,19 @@ static int compress_planes(struct job *job, struct plane *planes) {
         jpeg_write_marker(&cinfo, JPEG_APP0 + 1, job->exif, (unsigned int)job->exif_len);
     if (job->icc_len)
         jpeg_write_icc_profile(&cinfo, job->icc, (unsigned int)job->icc_len);
-    JSAMPROW rows[3][ROWS];
-    for (int i = 0; i < 3; i++) {
-        for (int k = 0; k < ROWS; k++)
-            rows[i][k] = planes[i].view.rows + (size_t)k * planes[i].view.rows_stride;
-    }
-    /* ROWS luma rows (ROWS/2 chroma) are turned at once, then fed an iMCU row at a time */
-    while (cinfo.next_scanline < cinfo.image_height) {
-        int y0 = (int)cinfo.next_scanline;
-        for (int i = 0; i < 3; i++)
-            fill_plane(&planes[i], y0 * planes[i].lines / 16, ROWS * planes[i].lines / 16);
-        for (int g = 0; g < ROWS / 16 && cinfo.next_scanline < cinfo.image_height; g++) {
-            JSAMPARRAY data[3] = {rows[0] + g * 16, rows[1] + g * 8, rows[2] + g * 8};
-            jpeg_write_raw_data(&cinfo, data, 16);
+    for (int i = 0; i < 3; i++)
+        turn_plane(&planes[i], job->orientation);
+    /* an iMCU row at a time: 16 luma rows and 8 of each chroma plane */
+    for (int g = 0; cinfo.next_scanline < cinfo.image_height; g++) {
+        JSAMPROW y[16], cb[8], cr[8];
+        for (int k = 0; k < 16; k++)
+            y[k] = planes[0].buf + (size_t)(g * 16 + k) * planes[0].stride;
+        for (int k = 0; k < 8; k++) {
+            cb[k] = planes[1].buf + (size_t)(g * 8 + k) * planes[1].stride;
+            cr[k] = planes[2].buf + (size_t)(g * 8 + k) * planes[2].stride;
         }
+        JSAMPARRAY data[3] = {y, cb, cr};
+        jpeg_write_raw_data(&cinfo, data, 16);
     }
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
@@ -333,28 +360,23 @@ static PyObject *encode_planes(PyObject *self, PyObject *args, PyObject *kwargs)
         struct plane planes[3];
         int ok = 1;
         const int swap = orientation >= 5;
+        /* iMCU rows: 16 luma rows each, 8 chroma */
+        const int imcu_rows = ((swap ? width : height) + 15) / 16;
         for (int i = 0; i < 3; i++) {
-            int w = i ? cw : width, h = i ? ch : height;
             struct plane *pl = &planes[i];
             memset(pl, 0, sizeof *pl);
-            pl->view.pixels = bufs[i].buf;
-            pl->view.in_stride = (size_t)(i ? cstride : stride);
-            pl->view.width = w;
-            pl->view.height = h;
-            pl->view.components = 1;
-            pl->view.orientation = orientation;
-            pl->up_w = swap ? h : w;
-            pl->up_h = swap ? w : h;
-            pl->lines = i ? 8 : 16;
-            /* whole MCUs: 16 luma samples across, 8 chroma */
+            pl->src = bufs[i].buf;
+            pl->src_stride = (size_t)(i ? cstride : stride);
+            pl->w = i ? cw : width;
+            pl->h = i ? ch : height;
+            pl->up_w = swap ? pl->h : pl->w;
+            pl->up_h = swap ? pl->w : pl->h;
+            /* whole MCUs across: 16 luma samples, 8 chroma */
             int unit = i ? 8 : 16;
-            pl->block_w = (pl->up_w + unit - 1) / unit * unit;
-            size_t st = ((size_t)pl->block_w + 63) & ~(size_t)63;
-            while ((st & 4095) < 256 || (st & 4095) > 4096 - 256) /* see encode() */
-                st += 64;
-            pl->view.rows_stride = st;
-            pl->view.rows = malloc((size_t)ROWS * st);
-            if (pl->view.rows == NULL)
+            pl->stride = (size_t)((pl->up_w + unit - 1) / unit * unit);
+            pl->rows = imcu_rows * (i ? 8 : 16);
+            pl->buf = malloc(pl->stride * (size_t)pl->rows);
+            if (pl->buf == NULL)
                 ok = 0;
         }
         /* the luma plane's upright size is the image's; chroma's follows it (4:2:0) */
@@ -376,7 +398,7 @@ static PyObject *encode_planes(PyObject *self, PyObject *args, PyObject *kwargs)
         }
         free(job.dest.data);
         for (int i = 0; i < 3; i++)
-            free(planes[i].view.rows);
+            free(planes[i].buf);
     }
     for (int i = 0; i < 3; i++)
         PyBuffer_Release(&bufs[i]);

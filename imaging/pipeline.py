@@ -33,11 +33,11 @@ from . import formats  # noqa: F401 - registers the HEIC/HEIF opener
 from .errors import CorruptImage, ImagingError, UnsupportedFormat
 from .exiftool import Exiftool, ExiftoolFailed
 from .metadata import METADATA_ARGS, from_exiftool, from_pillow
+from .planes import Planes
 from .probe import QUICK_PROBE_MIN_EDGE, Embedded, Probe, is_raw, probe, quick_probe
 from .render import (
     Box,
     Carry,
-    Planes,
     check_file,
     classified,
     decode_stored,

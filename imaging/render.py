@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import io
 import math
+import os
 import struct
 import time
 import zlib
@@ -29,6 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 from PIL.TiffImagePlugin import IFDRational
 
+from . import planes
 from .color import SRGB_ICC, is_srgb, to_srgb
 from .errors import (
     CorruptImage,
@@ -39,6 +41,7 @@ from .errors import (
     UnsupportedFormat,
 )
 from .metadata import gps_altitude
+from .planes import Decoded, Planes, from_decode
 from .types import ImagingConfig, Rendition
 
 try:  # the C encoder (pyproject's ext-modules); optional, so a build without a compiler works
@@ -88,87 +91,6 @@ _TRANSPOSE: dict[int, list[Image.Transpose]] = {
 }
 
 Box = tuple[Literal["fit", "cover"], int]
-
-
-@dataclass(frozen=True)
-class Planes:
-    """A YCbCr image as its three planes (mode L), not converted to RGB: what a planar decode
-    gives (``decode_turbo``) and what ``encode`` takes as it is. ``size`` is the image's, and
-    luma's; ``chroma`` is chroma samples per luma pixel across and down (0.5, 0.5 at 4:2:0).
-    Planes may be larger than that (a decode's are padded to whole blocks): only the top-left
-    ``size`` of luma, and its ``chroma`` share of each chroma plane, is the image."""
-
-    y: Image.Image
-    cb: Image.Image
-    cr: Image.Image
-    size: tuple[int, int]
-    chroma: tuple[float, float] = (0.5, 0.5)
-
-    @property
-    def width(self) -> int:
-        return self.size[0]
-
-    @property
-    def height(self) -> int:
-        return self.size[1]
-
-    def resize(self, target: tuple[int, int], f: Image.Resampling,
-               box: tuple[float, float, float, float] | None = None,
-               reducing_gap: float | None = None, orientation: int = 1) -> Planes:
-        """The ``box`` of the image (luma pixels; all of it by default) at ``target``, 4:2:0:
-        each plane resampled from its own samples, chroma to half the target each way, on
-        the grid the encoder will see once ``orientation`` turns the image upright."""
-        x0, y0, x1, y1 = box or (0.0, 0.0, float(self.size[0]), float(self.size[1]))
-        c_target = ((target[0] + 1) // 2, (target[1] + 1) // 2)
-        c_box, pad = _chroma_box((x0, y0, x1, y1), target, self.chroma, self.cb.size, orientation)
-        cb, cr = (_edge_pad(self.cb, pad), _edge_pad(self.cr, pad)) if pad else (self.cb, self.cr)
-        # Chroma takes bicubic where luma takes bilinear: a quarter of the pixels, and the
-        # 1.5 dB of chroma PSNR it gives back on a camera file's preview (bench/imaging.py).
-        cf = Image.Resampling.BICUBIC if f == Image.Resampling.BILINEAR else f
-        return Planes(self.y.resize(target, f, box=(x0, y0, x1, y1), reducing_gap=reducing_gap),
-                      cb.resize(c_target, cf, box=c_box, reducing_gap=reducing_gap),
-                      cr.resize(c_target, cf, box=c_box, reducing_gap=reducing_gap),
-                      target)
-
-
-# Stored axes an orientation runs backwards once upright (x, y): see _jpegenc.c fill_rows.
-_REVERSED = {1: (False, False), 2: (True, False), 3: (True, True), 4: (False, True),
-             5: (False, False), 6: (False, True), 7: (True, True), 8: (True, False)}
-
-
-def _chroma_box(box: tuple[float, float, float, float], target: tuple[int, int],
-                chroma: tuple[float, float], size: tuple[int, int], orientation: int,
-                ) -> tuple[tuple[float, float, float, float], int]:
-    """Where in a chroma plane (of ``size``) the 4:2:0 samples of ``box`` at ``target`` come
-    from, and how many samples of edge padding on every side that needs (``_edge_pad``).
-
-    An odd target side has one chroma sample more than half of it, covering a pixel past the
-    image: the encoder pads the upright image at its right and bottom, which is the start of
-    a stored axis that the orientation runs backwards (a portrait 6's top). The box reaches
-    that pixel's worth past the source on that side; without it every sample would sit up
-    to half a sample off (about 1.5 dB of chroma PSNR on a 2048x1365 preview)."""
-    axes = []
-    for lo, hi, t, frac, n, back in zip(box[:2], box[2:], target, chroma, size,
-                                        _REVERSED.get(orientation, (False, False)), strict=True):
-        reach = (hi - lo) / t * (2 * ((t + 1) // 2) - t)  # 0 or one target pixel, in source px
-        a, b = (lo - reach, hi) if back else (lo, hi + reach)
-        axes.append((a * frac, b * frac, n))
-    pad = math.ceil(max(0.0, *(max(-a, b - n) for a, b, n in axes)))
-    (ax, bx, _), (ay, by, _) = axes
-    return (ax + pad, ay + pad, bx + pad, by + pad), pad
-
-
-def _edge_pad(im: Image.Image, n: int) -> Image.Image:
-    """``im`` with ``n`` more samples on every side, each a copy of the nearest edge one."""
-    w, h = im.size
-    out = Image.new(im.mode, (w + 2 * n, h + 2 * n))
-    out.paste(im, (n, n))
-    near = Image.Resampling.NEAREST
-    out.paste(im.crop((0, 0, w, 1)).resize((w, n), near), (n, 0))
-    out.paste(im.crop((0, h - 1, w, h)).resize((w, n), near), (n, h + n))
-    out.paste(out.crop((n, 0, n + 1, h + 2 * n)).resize((n, h + 2 * n), near), (0, 0))
-    out.paste(out.crop((w + n - 1, 0, w + n, h + 2 * n)).resize((n, h + 2 * n), near), (w + n, 0))
-    return out
 
 
 @contextmanager
@@ -290,74 +212,97 @@ def decode_turbo(
     im: Image.Image, box: Box, name: str, deadline: float, orientation: int | None = None,
     max_pixels: int = 0, fine: bool = False,
 ) -> tuple[Image.Image | Planes, int] | None:
-    """As ``decode_stored``, through libjpeg-turbo straight into one packed buffer; None when
-    this path does not apply (no build, not an 8-bit RGB or grey JPEG: Pillow decodes it).
+    """As ``decode_stored``, through libjpeg-turbo straight into our buffers (planes for
+    YCbCr in sRGB, else packed pixels); None when this path does not apply (no build, not an
+    8-bit RGB or grey JPEG: Pillow decodes it).
     ``im`` is Pillow's opened header (its EXIF and ICC profile are used); it stays open, so
     the caller can fall back to Pillow when this raises."""
     if _jpegdec is None or im.format not in ("JPEG", "MPO") or im.mode not in ("RGB", "L"):
         return None
+    fp: IO[bytes] | None = getattr(im, "fp", None)  # ImageFile's; closed after load()
+    if fp is None:
+        return None
     with classified(name):
-        fp: IO[bytes] | None = getattr(im, "fp", None)  # ImageFile's; closed after load()
-        if fp is None:
+        data = _jpeg_source(fp)
+        if data is None:
             return None
+        try:
+            return _decode_turbo(im, data, box, name, deadline, orientation, max_pixels, fine)
+        finally:
+            if isinstance(data, memoryview):
+                data.release()  # the BytesIO can be closed (and resized) again
+
+
+def _jpeg_source(fp: IO[bytes]) -> int | memoryview | bytes | None:
+    """The JPEG behind Pillow's ``fp`` as the C decoder takes it, None when it does not start
+    like one: an open file's descriptor (the decoder preads it, so the file is not copied
+    whole and ``fp``'s position stays), an in-memory file's buffer, else its bytes."""
+    soi = b"\xff\xd8"
+    if isinstance(fp, io.BytesIO):
+        view = fp.getbuffer()
+        if view[:2] == soi:
+            return view
+        view.release()
+        return None
+    try:
+        fd = fp.fileno()
+    except (AttributeError, OSError, ValueError):
         pos = fp.tell()
         fp.seek(0)
         data = fp.read()
         fp.seek(pos)
-        if data[:2] != b"\xff\xd8":
-            return None
-        target = scale_for(im.size, box)
-        # Pillow's ICC profile, as the Pillow path takes it (its reader and libjpeg's differ
-        # on malformed chunk sequences)
-        icc = im.info.get("icc_profile")
-        icc = icc if isinstance(icc, bytes) and icc else None
-        scale = turbo_scale(im.size, target)
-        max_memory = _TURBO_MEMORY_PER_PIXEL * max_pixels
-        until = deadline if math.isfinite(deadline) else 0.0
-        try:
-            if _jpegenc is not None and im.mode == "RGB" and (icc is None or is_srgb(icc)):
-                planes = _jpegdec.decode_planes(data, scale, max_pixels, max_memory, until)
-                if planes is not None:
-                    del data
-                    return _planar(im, planes, target, name, deadline, orientation, fine)
-            got = _jpegdec.decode(data, scale, max_pixels, max_memory, until)
-        except _jpegdec.TooLarge as exc:
-            raise ImageTooLarge(f"{name}: {exc}") from None
-        except _jpegdec.Timeout:
-            raise DecodeTimeout(f"{name}: decode ran past the decode time-out") from None
-        if got is None:
-            return None
-        pixels, w, h, components, _ = got
-        del data
-        mode = "RGB" if components == 3 else "L"
-        if mode != im.mode:
-            return None  # Pillow reads the file otherwise than libjpeg: let it decide
-        _check(deadline, name, "decode")
-        if orientation is None:
-            orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
-        out = _resize(Image.frombuffer(mode, (w, h), pixels, "raw", mode, 0, 1), target, fine)
-        del pixels
-        _check(deadline, name, "resize")
-        out = to_srgb(out, icc)
-        return out, orientation if orientation in _TRANSPOSE else 1
+        return data if data[:2] == soi else None
+    return fd if os.pread(fd, 2, 0) == soi else None
 
 
-_PlanesDecoded = tuple[tuple[bytes, int, int, int], tuple[bytes, int, int, int],
-                       tuple[bytes, int, int, int], int, int, int, int, bytes | None]
-
-
-def _planar(im: Image.Image, got: _PlanesDecoded, target: tuple[int, int], name: str,
-            deadline: float, orientation: int | None, fine: bool) -> tuple[Planes, int]:
-    """A planar decode resampled to ``target``: each plane from its own padded buffer."""
-    (y, *_, ys), (cb, *_, cs), (cr, *_), w, h, h_samp, v_samp, _ = got
+def _decode_turbo(
+    im: Image.Image, data: int | memoryview | bytes, box: Box, name: str, deadline: float,
+    orientation: int | None, max_pixels: int, fine: bool,
+) -> tuple[Image.Image | Planes, int] | None:
+    assert _jpegdec is not None
+    target = scale_for(im.size, box)
+    # Pillow's ICC profile, as the Pillow path takes it (its reader and libjpeg's differ
+    # on malformed chunk sequences)
+    icc = im.info.get("icc_profile")
+    icc = icc if isinstance(icc, bytes) and icc else None
+    scale = turbo_scale(im.size, target)
+    max_memory = _TURBO_MEMORY_PER_PIXEL * max_pixels
+    until = deadline if math.isfinite(deadline) else 0.0
+    try:
+        if _jpegenc is not None and im.mode == "RGB" and (icc is None or is_srgb(icc)):
+            planes = _jpegdec.decode_planes(data, scale, max_pixels, max_memory, until)
+            if planes is not None:
+                return _planar(im, planes, target, name, deadline, orientation, fine)
+        got = _jpegdec.decode(data, scale, max_pixels, max_memory, until)
+    except _jpegdec.TooLarge as exc:
+        raise ImageTooLarge(f"{name}: {exc}") from None
+    except _jpegdec.Timeout:
+        raise DecodeTimeout(f"{name}: decode ran past the decode time-out") from None
+    if got is None:
+        return None
+    pixels, w, h, components, _ = got
+    mode = "RGB" if components == 3 else "L"
+    if mode != im.mode:
+        return None  # Pillow reads the file otherwise than libjpeg: let it decide
     _check(deadline, name, "decode")
     if orientation is None:
         orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
-    planes = [Image.frombuffer("L", (stride, len(buf) // stride), buf, "raw", "L", 0, 1)
-              for buf, stride in ((y, ys), (cb, cs), (cr, cs))]
-    decoded = Planes(planes[0], planes[1], planes[2], (w, h), (1 / h_samp, 1 / v_samp))
+    out = _resize(Image.frombuffer(mode, (w, h), pixels, "raw", mode, 0, 1), target, fine)
+    del pixels
+    _check(deadline, name, "resize")
+    out = to_srgb(out, icc)
+    return out, orientation if orientation in _TRANSPOSE else 1
+
+
+def _planar(im: Image.Image, got: Decoded, target: tuple[int, int], name: str,
+            deadline: float, orientation: int | None, fine: bool) -> tuple[Planes, int]:
+    """A planar decode resampled to ``target``."""
+    _check(deadline, name, "decode")
+    if orientation is None:
+        orientation = int(im.getexif().get(ORIENTATION, 1) or 1)
     orientation = orientation if orientation in _TRANSPOSE else 1
-    out = decoded.resize(target, _filter((w, h), target, fine), reducing_gap=3.0,
+    decoded = from_decode(got)
+    out = decoded.resize(target, _filter(decoded.size, target, fine), reducing_gap=3.0,
                          orientation=orientation)
     _check(deadline, name, "resize")
     return out, orientation
@@ -422,7 +367,7 @@ def thumbnail(im: Image.Image | Planes, size: int, fit: Literal["cover", "contai
     """``orientation``: what ``encode`` will turn the result by (planes resample chroma on
     the grid it makes)."""
     if isinstance(im, Planes):
-        return _thumbnail_planes(im, size, fit, orientation)
+        return planes.thumbnail(im, size, fit == "cover", orientation)
     if fit == "contain":
         return ImageOps.contain(im, (size, size), Image.Resampling.LANCZOS)
     # cover: the centred square of the short side, resampled straight from the source box
@@ -437,29 +382,6 @@ def thumbnail(im: Image.Image | Planes, size: int, fit: Literal["cover", "contai
     # Lanczos on a third of the taps: 47 dB against plain Lanczos, at under half the cost.
     return im.resize((side, side), Image.Resampling.LANCZOS, box=(left, top, left + short, top + short),
                      reducing_gap=1.5)
-
-
-def _thumbnail_planes(im: Planes, size: int, fit: Literal["cover", "contain"], orientation: int) -> Planes:
-    """``thumbnail`` of planes, the same geometry and filters, each plane at its own size."""
-    w, h = im.size
-    if fit == "contain":
-        # ImageOps.contain's size: the long side at ``size``, the other rounded
-        if w == h:
-            target = (size, size)
-        elif w > h:
-            target = (size, max(1, round(h / w * size)))
-        else:
-            target = (max(1, round(w / h * size)), size)
-        return im.resize(target, Image.Resampling.LANCZOS, orientation=orientation)
-    short = min(w, h)
-    side = min(size, short)
-    if side == short:
-        x, y = (w - short) // 2, (h - short) // 2
-        return im.resize((short, short), Image.Resampling.BICUBIC, box=(x, y, x + short, y + short),
-                         orientation=orientation)
-    left, top = (w - short) / 2, (h - short) / 2
-    return im.resize((side, side), Image.Resampling.LANCZOS, box=(left, top, left + short, top + short),
-                     reducing_gap=1.5, orientation=orientation)
 
 
 @dataclass(frozen=True)
@@ -531,7 +453,7 @@ def encode(im: Image.Image | Planes, quality: int, exif: bytes = b"", orientatio
     than Pillow's 10 scans, same pixels; it turns rows while packing them); anything else, or
     no build, through Pillow's."""
     if isinstance(im, Planes):
-        return _encode_planes(im, quality, exif, orientation)
+        return im.encode(quality, SRGB_ICC, exif, orientation)
     if _jpegenc is not None and im.mode in ("RGB", "L"):
         data = _jpegenc.encode(im.tobytes(), im.width, im.height, 3 if im.mode == "RGB" else 1,
                                quality, icc=SRGB_ICC, exif=exif, orientation=orientation)
@@ -542,13 +464,3 @@ def encode(im: Image.Image | Planes, quality: int, exif: bytes = b"", orientatio
     im.save(buf, "JPEG", quality=quality, progressive=True, icc_profile=SRGB_ICC, **kwargs)
     return Rendition(buf.getvalue(), im.width, im.height)
 
-
-def _encode_planes(im: Planes, quality: int, exif: bytes, orientation: int) -> Rendition:
-    """Planes as ``Planes.resize`` leaves them (4:2:0, each its exact size) into the encoder."""
-    w, h = im.size
-    assert _jpegenc is not None and im.cb.size == im.cr.size == ((w + 1) // 2, (h + 1) // 2)
-    assert im.y.size == im.size and im.chroma == (0.5, 0.5)
-    data = _jpegenc.encode_planes(im.y.tobytes(), im.cb.tobytes(), im.cr.tobytes(), w, h, w,
-                                  im.cb.width, quality, icc=SRGB_ICC, exif=exif,
-                                  orientation=orientation)
-    return Rendition(data, *upright_size(im.size, orientation))

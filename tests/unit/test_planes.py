@@ -6,6 +6,7 @@ is left to the packed decode; hostile input ends in an exception, never a crash.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -18,8 +19,8 @@ from types import ModuleType
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imaging import Imager, ImagingConfig, render
-from imaging.render import Planes
+from imaging import Imager, ImagingConfig, StorageUnavailable, render
+from imaging.planes import REVERSED, Plane, Planes
 from tests.support import samples
 
 
@@ -159,17 +160,18 @@ def test_chroma_sits_on_the_grid_the_encoder_sees(orientation: int) -> None:
     ramp_x.putdata([2 * i + 1 for _ in range(h // 2) for i in range(w // 2)])
     ramp_y = Image.new("L", (w // 2, h // 2))
     ramp_y.putdata([2 * j + 1 for j in range(h // 2) for _ in range(w // 2)])
-    src = Planes(Image.new("L", (w, h), 128), ramp_x, ramp_y, (w, h))
+    src = Planes(Plane.of(Image.new("L", (w, h), 128)), Plane.of(ramp_x), Plane.of(ramp_y), (w, h))
     out = src.resize((tw, th), Image.Resampling.BICUBIC, orientation=orientation)
     assert out.cb.size == out.cr.size == ((tw + 1) // 2, (th + 1) // 2)
-    back_x, back_y = render._REVERSED[orientation]
+    cb, cr = out.cb.image(), out.cr.image()
+    back_x, back_y = REVERSED[orientation]
     sx, sy = w / tw, h / th
-    for j in range(3, out.cb.width - 3):  # away from the edges' clamping
+    for j in range(3, cb.width - 3):  # away from the edges' clamping
         centre = (2 * j if back_x else 2 * j + 1) * sx
-        assert abs(out.cb.getpixel((j, 20)) - centre) <= 1, (j, centre)  # type: ignore[operator]
-    for j in range(3, out.cr.height - 3):
+        assert abs(cb.getpixel((j, 20)) - centre) <= 1, (j, centre)  # type: ignore[operator]
+    for j in range(3, cr.height - 3):
         centre = (2 * j if back_y else 2 * j + 1) * sy
-        assert abs(out.cr.getpixel((20, j)) - centre) <= 1, (j, centre)  # type: ignore[operator]
+        assert abs(cr.getpixel((20, j)) - centre) <= 1, (j, centre)  # type: ignore[operator]
 
 
 ARROW = samples.scene((61, 37))  # small, odd, nothing symmetric in it
@@ -182,7 +184,7 @@ def ycc_planes(im: Image.Image) -> tuple[Image.Image, Image.Image, Image.Image]:
     even = (im.width + im.width % 2, im.height + im.height % 2)
 
     def half(p: Image.Image) -> Image.Image:
-        return render._edge_pad(p, 1).crop((1, 1, 1 + even[0], 1 + even[1])).reduce(2)
+        return Plane.of(p).edge_padded(1).image().crop((1, 1, 1 + even[0], 1 + even[1])).reduce(2)
 
     return y, half(cb), half(cr)
 
@@ -323,3 +325,60 @@ def test_the_planar_preview_is_as_close_to_the_full_decode_as_the_packed_one(
         with Image.open(io.BytesIO(r.thumbnail.data)) as thumb:
             assert thumb.size == (63, 63)
     assert scores["planar"] >= scores["packed"] - 0.5, scores
+
+
+def test_a_file_is_read_where_it_lies(jpegdec: ModuleType, tmp_path: Path) -> None:
+    """render hands the decoder Pillow's open file by its descriptor: the same pixels as the
+    bytes, the file's position left alone, a cut file truncated, a read error an OSError
+    with its errno (storage trouble, which render does not call a corrupt file)."""
+    data = jpeg(samples.scene((700, 500)), progressive=True)
+    path = tmp_path / "f.jpg"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        f.seek(123)
+        assert jpegdec.decode_planes(f.fileno(), 3) == jpegdec.decode_planes(data, 3)
+        assert jpegdec.decode(f.fileno(), 4) == jpegdec.decode(data, 4)
+        assert f.tell() == 123
+    path.write_bytes(data[: len(data) // 2])
+    with open(path, "rb") as f, pytest.raises(OSError, match="truncated"):
+        jpegdec.decode_planes(f.fileno(), 3)
+    r, w = os.pipe()  # pread on a pipe: ESPIPE
+    try:
+        with pytest.raises(OSError) as err:
+            jpegdec.decode_planes(r, 3)
+        assert err.value.errno == errno.ESPIPE and "cannot read" in str(err.value)
+    finally:
+        os.close(r)
+        os.close(w)
+    for bad in (-1, 2**40):
+        with pytest.raises((ValueError, OverflowError)):
+            jpegdec.decode_planes(bad, 3)
+
+
+def test_a_read_error_mid_decode_is_storage_trouble(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Through the pipeline: the file's descriptor failing under the decoder (EIO) is
+    StorageUnavailable, retried, not a corrupt file dead-lettered."""
+    path = samples.camera_jpeg(tmp_path / "c.jpg", (600, 400), quality=92, image=samples.scene((600, 400)),
+                               preview=None)
+    real = render._jpeg_source
+
+    def broken(fp: object) -> int | memoryview | bytes | None:
+        got = real(fp)  # type: ignore[arg-type]
+        if not isinstance(got, int):
+            return got  # an embedded preview's bytes
+        r, w = os.pipe()
+        os.close(w)
+        bad.append(r)
+        return r  # a pipe, where pread fails (ESPIPE, counted as storage trouble here)
+
+    bad: list[int] = []
+    monkeypatch.setattr(render, "_jpeg_source", broken)
+    monkeypatch.setattr(render, "_STORAGE_ERRNOS", render._STORAGE_ERRNOS | {errno.ESPIPE})
+    try:
+        with Imager(ImagingConfig(preview_long_edge=200, thumbnail_size=50)) as imager, \
+                pytest.raises(StorageUnavailable) as err:
+            imager.preview(path)
+        assert err.value.retriable and "cannot read" in str(err.value) and bad
+    finally:
+        for fd in bad:
+            os.close(fd)
