@@ -227,9 +227,36 @@ struct plane {
     int rows;
 };
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* An 8x8 block of bytes transposed: rows[k] are the block's source rows; column j is
+ * written, as 8 bytes, to out[j]. SSE2 is in every x86-64. */
+static inline void transpose8(const unsigned char *const rows[8], unsigned char *const out[8]) {
+    __m128i a[8];
+    for (int k = 0; k < 8; k++)
+        a[k] = _mm_loadl_epi64((const __m128i *)(const void *)rows[k]);
+    __m128i t0 = _mm_unpacklo_epi8(a[0], a[1]), t1 = _mm_unpacklo_epi8(a[2], a[3]);
+    __m128i t2 = _mm_unpacklo_epi8(a[4], a[5]), t3 = _mm_unpacklo_epi8(a[6], a[7]);
+    __m128i u0 = _mm_unpacklo_epi16(t0, t1), u1 = _mm_unpackhi_epi16(t0, t1);
+    __m128i u2 = _mm_unpacklo_epi16(t2, t3), u3 = _mm_unpackhi_epi16(t2, t3);
+    __m128i v[4] = {_mm_unpacklo_epi32(u0, u2), _mm_unpackhi_epi32(u0, u2),
+                    _mm_unpacklo_epi32(u1, u3), _mm_unpackhi_epi32(u1, u3)};
+    for (int j = 0; j < 4; j++) {
+        _mm_storel_epi64((__m128i *)(void *)out[2 * j], v[j]);
+        _mm_storel_epi64((__m128i *)(void *)out[2 * j + 1], _mm_srli_si128(v[j], 8));
+    }
+}
+#else
+static inline void transpose8(const unsigned char *const rows[8], unsigned char *const out[8]) {
+    for (int j = 0; j < 8; j++)
+        for (int k = 0; k < 8; k++)
+            out[j][k] = rows[k][j];
+}
+#endif
+
 /* The plane turned upright into its padded buffer, the padding a copy of the last column
- * and row (as libjpeg pads RGB input). A turn that swaps the axes goes tile by tile, so
- * that the rows written to stay in the cache while a tile's columns are read. */
+ * and row (as libjpeg pads RGB input). A turn that swaps the axes goes by 8x8 blocks, 64
+ * source columns at a time, so that the rows written to stay in the cache. */
 #define TILE 64
 static void turn_plane(struct plane *pl, int o) {
     const int w = pl->w, h = pl->h;
@@ -247,22 +274,33 @@ static void turn_plane(struct plane *pl, int o) {
             }
         }
     } else {
-        for (int sy0 = 0; sy0 < h; sy0 += TILE) {
-            int sy1 = sy0 + TILE < h ? sy0 + TILE : h;
-            for (int sx0 = 0; sx0 < w; sx0 += TILE) {
-                int sx1 = sx0 + TILE < w ? sx0 + TILE : w;
-                for (int sy = sy0; sy < sy1; sy++) {
-                    const unsigned char *src = pl->src + (size_t)sy * pl->src_stride;
-                    size_t ux = (size_t)((o == 5 || o == 8) ? sy : h - 1 - sy);
-                    if (o == 5 || o == 6) {
-                        for (int sx = sx0; sx < sx1; sx++)
-                            pl->buf[(size_t)sx * st + ux] = src[sx];
-                    } else {
-                        for (int sx = sx0; sx < sx1; sx++)
-                            pl->buf[(size_t)(w - 1 - sx) * st + ux] = src[sx];
+        /* upright column ux of source row sy, upright row uy of source column sx */
+        const int rev_x = o == 6 || o == 7, rev_y = o == 7 || o == 8;
+        const int bw = w / 8 * 8, bh = h / 8 * 8;
+        for (int sx0 = 0; sx0 < bw; sx0 += TILE) {
+            int sx1 = sx0 + TILE < bw ? sx0 + TILE : bw;
+            for (int sy = 0; sy < bh; sy += 8) {
+                const unsigned char *rows[8];
+                for (int k = 0; k < 8; k++) /* reversed, so the 8 bytes come out reversed */
+                    rows[k] = pl->src + (size_t)(rev_x ? sy + 7 - k : sy + k) * pl->src_stride;
+                size_t ux = (size_t)(rev_x ? h - 1 - (sy + 7) : sy);
+                for (int sx = sx0; sx < sx1; sx += 8) {
+                    const unsigned char *r[8];
+                    unsigned char *out[8];
+                    for (int k = 0; k < 8; k++) {
+                        r[k] = rows[k] + sx;
+                        out[k] = pl->buf + (size_t)(rev_y ? w - 1 - (sx + k) : sx + k) * st + ux;
                     }
+                    transpose8(r, out);
                 }
             }
+        }
+        /* what the blocks leave: the last h % 8 rows and w % 8 columns */
+        for (int sy = 0; sy < h; sy++) {
+            const unsigned char *src = pl->src + (size_t)sy * pl->src_stride;
+            size_t ux = (size_t)(rev_x ? h - 1 - sy : sy);
+            for (int sx = sy < bh ? bw : 0; sx < w; sx++)
+                pl->buf[(size_t)(rev_y ? w - 1 - sx : sx) * st + ux] = src[sx];
         }
     }
     for (int y = 0; y < pl->up_h; y++) {
