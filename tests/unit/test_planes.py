@@ -20,6 +20,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from imaging import Imager, ImagingConfig, StorageUnavailable, render
+from imaging import planes as planes_module
 from imaging.planes import REVERSED, Plane, Planes
 from tests.support import samples
 
@@ -382,3 +383,22 @@ def test_a_read_error_mid_decode_is_storage_trouble(monkeypatch: pytest.MonkeyPa
     finally:
         for fd in bad:
             os.close(fd)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_without_the_c_resample_pillow_resamples_the_planes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, orientation: int) -> None:
+    """A build without imaging/_resample.c: Pillow resamples each plane (and the portrait's
+    chroma box takes an edge-padded copy, as Pillow's box cannot pass the plane), to the
+    C one's pixels but for the clamped edge samples."""
+    path = samples.camera_jpeg(tmp_path / "c.jpg", (1200, 800), orientation=orientation, quality=92,
+                               image=samples.scene((1200, 800)), preview=None)
+    cfg = ImagingConfig(preview_long_edge=451, thumbnail_size=63)
+    with Imager(cfg) as imager:
+        fast = imager.preview(path)
+        monkeypatch.setattr(planes_module, "_resample", None)
+        slow = imager.preview(path)
+    for a, b in ((fast.preview, slow.preview), (fast.thumbnail, slow.thumbnail)):
+        with Image.open(io.BytesIO(a.data)) as x, Image.open(io.BytesIO(b.data)) as y:
+            assert x.size == y.size
+            assert psnr(x.convert("RGB"), y.convert("RGB")) > 45
