@@ -1,53 +1,74 @@
 """Throughput of one worker process against two, in one run, on the local broker.
 
-    .venv/bin/python bench/scale.py [--images 60] [--size 3000x2000]
+    .venv/bin/python bench/scale.py [--images 200] [--size 6000x4000] [--rounds 2]
+                                    [--bootstrap HOST:PORT]
 
+Inputs are camera-like JPEGs as bench/e2e.py's (samples.scene at quality 92, orientation 6).
 Each round gets its own topic prefix and consumer group; the workers (concurrency 1 each,
 so the measure is per process) are started and have joined before the clock starts; the
-clock stops when every preview exists. Prints images/s for both and, last,
-``ratio: N.NN`` (two workers / one). On 2 cores the ideal is 2.0.
+clock stops when every preview exists. Rounds alternate, one worker then two, ``--rounds``
+times each, so both see the same drift in the machine's load; the medians are compared.
+Two workers share the uploads by partition, and keys hash unevenly: a burst of 200 random
+UUIDs leaves one worker 10-20% more than the other, and the measure would be the hash's
+luck. By default (``--spread even``) the UUIDs are drawn so that every partition gets its
+share, which measures the workers; ``--spread random`` takes uuid4 as it falls. Each
+two-worker round prints its split and the bound it sets (uploads / the busier worker's
+share). Prints
+images/s both ways and, last, ``ratio: N.NN`` (two workers / one). On 2 cores the ideal is
+2.0, less what the broker and this script take of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka.admin import AdminClient  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from streams import kafka  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.storage import LocalStorage  # noqa: E402
-from streams.topics import Job, Topics, ensure_topics  # noqa: E402
+from streams.topics import Job, Topics, ensure_topics, partition_for  # noqa: E402
 from streams.uploads import stage_upload  # noqa: E402
+from tests.support import samples  # noqa: E402
 
 
-def make_input(path: Path, size: tuple[int, int]) -> Path:
-    im = Image.linear_gradient("L").resize(size).convert("RGB")
-    im = Image.merge("RGB", (im.getchannel(0), im.rotate(90, expand=False).getchannel(0),
-                             Image.effect_noise(size, 40)))
-    im.save(path, quality=90)
-    return path
+def group_assignment(settings: Settings, topic: str) -> list[list[int]]:
+    """The partitions of ``topic`` each member holds, for the members that hold any."""
+    desc = kafka.describe_group(kafka.admin(settings.kafka), settings.kafka.group_id, 10)
+    held = [[tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic]
+            for m in desc.members]
+    return [parts for parts in held if parts]
 
 
-def group_members(settings: Settings) -> int:
-    admin = AdminClient(settings.kafka.confluent_config())
-    g = settings.kafka.group_id
-    desc = admin.describe_consumer_groups([g])[g].result(timeout=10)
-    return sum(1 for m in desc.members if m.assignment.topic_partitions)
+def even_uuids(n: int, partitions: int) -> list[str]:
+    """``n`` image UUIDs whose keys fill the partitions evenly (drawn until each has its share)."""
+    share = -(-n // partitions)
+    count: Counter[int] = Counter()
+    out: list[str] = []
+    while len(out) < n:
+        uid = str(uuid.uuid4())
+        q = partition_for(uid.encode(), partitions)
+        if count[q] < share:
+            count[q] += 1
+            out.append(uid)
+    return out
 
 
-def run(workers: int, n: int, src: Path, base: Path, bootstrap: str) -> float:
+def run(workers: int, n: int, src: Path, base: Path, bootstrap: str,
+        even: bool) -> tuple[float, list[int]]:
+    """images/s, and the uploads each worker was given."""
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     settings = Settings(kafka={"bootstrap_servers": bootstrap, "topic_prefix": prefix,  # type: ignore[arg-type]
                                "group_id": f"{prefix}group", "partitions": 12},
@@ -56,7 +77,8 @@ def run(workers: int, n: int, src: Path, base: Path, bootstrap: str) -> float:
     ensure_topics(settings.kafka, topics.specs())
     st = LocalStorage(settings.storage.root)
     st.ensure()
-    events = [stage_upload(st, src) for _ in range(n)]
+    ids: list[str | None] = list(even_uuids(n, 12)) if even else [None] * n
+    events = [stage_upload(st, src, image_uuid=uid) for uid in ids]
     env = {**os.environ, "INGEST_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
            "INGEST_KAFKA__TOPIC_PREFIX": prefix, "INGEST_KAFKA__GROUP_ID": f"{prefix}group",
            "INGEST_KAFKA__PARTITIONS": "12", "INGEST_STORAGE__ROOT": str(settings.storage.root),
@@ -66,20 +88,25 @@ def run(workers: int, n: int, src: Path, base: Path, bootstrap: str) -> float:
              for _ in range(workers)]
     try:
         deadline = time.monotonic() + 90
-        while group_members(settings) < workers:
+        while len(group_assignment(settings, topics.job(Job.PREVIEW))) < workers:
             if time.monotonic() > deadline:
                 raise SystemExit("workers did not join the group")
             time.sleep(0.5)
         time.sleep(2)  # let the last rebalance settle
+        held = group_assignment(settings, topics.job(Job.PREVIEW))
         start = time.perf_counter()
         with EventProducer(settings.kafka) as p:
             for ev in events:
                 p.send(topics.job(Job.PREVIEW), ev.key, ev.model_dump_json().encode())
-        while sum(st.preview_path(e.uuid).exists() for e in events) < n:
+        waiting = list(events)
+        while waiting:
             if time.perf_counter() - start > 600:
                 raise SystemExit("timed out")
             time.sleep(0.05)
-        return n / (time.perf_counter() - start)
+            waiting = [e for e in waiting if not st.preview_path(e.uuid).exists()]
+        rate = n / (time.perf_counter() - start)
+        per_partition = Counter(partition_for(ev.key, 12) for ev in events)
+        return rate, [sum(per_partition[q] for q in parts) for parts in held]
     finally:
         for proc in procs:
             proc.terminate()
@@ -89,20 +116,35 @@ def run(workers: int, n: int, src: Path, base: Path, bootstrap: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=60)
-    ap.add_argument("--size", default="3000x2000")
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--size", default="6000x4000")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--spread", choices=("even", "random"), default="even",
+                    help="image UUIDs spread evenly over the partitions, or as uuid4 falls")
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        src = make_input(base / "input.jpg", (w, h))
-        print(f"input: {args.size} JPEG {src.stat().st_size / 1e6:.1f} MB, {args.images} uploads, "
-              f"{os.cpu_count()} cores")
-        one = run(1, args.images, src, base, args.bootstrap)
-        print(f"1 worker : {one:6.2f} images/s")
-        two = run(2, args.images, src, base, args.bootstrap)
-        print(f"2 workers: {two:6.2f} images/s")
+        src = samples.camera_jpeg(base / "input.jpg", (w, h), orientation=6, quality=92,
+                                  image=samples.scene((w, h)), preview=None)
+        print(f"input: {args.size} camera-like JPEG {src.stat().st_size / 1e6:.1f} MB, "
+              f"{args.images} uploads spread {args.spread}ly over 12 partitions, {os.cpu_count()} cores")
+        ones: list[float] = []
+        twos: list[float] = []
+        for r in range(args.rounds):
+            one, _ = run(1, args.images, src, base, args.bootstrap, args.spread == "even")
+            ones.append(one)
+            print(f"round {r + 1}: 1 worker : {one:6.2f} images/s")
+            two, split = run(2, args.images, src, base, args.bootstrap, args.spread == "even")
+            twos.append(two)
+            busier = max(split, default=0)
+            bound = args.images / busier if busier else float("nan")
+            print(f"round {r + 1}: 2 workers: {two:6.2f} images/s  (split "
+                  f"{'/'.join(map(str, split))}: at most {bound:.2f}x one)")
+        one, two = statistics.median(ones), statistics.median(twos)
+        print(f"1 worker : {one:6.2f} images/s (median)")
+        print(f"2 workers: {two:6.2f} images/s (median)")
         print(f"ratio: {two / one:.2f}")
 
 
