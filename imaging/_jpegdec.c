@@ -256,6 +256,39 @@ static PyObject *new_bytes(size_t n) {
     return b;
 }
 
+static void init_errors(j_decompress_ptr cinfo, struct error_mgr *err) {
+    cinfo->err = jpeg_std_error(&err->pub);
+    err->pub.error_exit = on_error;
+    err->pub.emit_message = on_message;
+    err->kind = FAIL_NONE;
+    err->message[0] = '\0';
+}
+
+/* After the caller's setjmp: the decompressor made, its limits set, the header read. -1 (the
+ * error set) over the pixel limit, before any pixel buffer exists. */
+static int open_header(j_decompress_ptr cinfo, struct progress *progress, const struct input *in,
+                       size_t max_memory, double deadline, uint64_t max_pixels,
+                       struct error_mgr *err) {
+    jpeg_create_decompress(cinfo);
+    cinfo->mem->max_memory_to_use = (long)(max_memory > LONG_MAX ? LONG_MAX : max_memory);
+    progress->pub.progress_monitor = on_progress;
+    progress->deadline = deadline;
+    cinfo->progress = &progress->pub;
+    set_source(cinfo, in);
+    jpeg_save_markers(cinfo, JPEG_APP0 + 2, 0xFFFF); /* ICC */
+    jpeg_read_header(cinfo, TRUE);
+    if ((uint64_t)cinfo->image_width * cinfo->image_height > max_pixels) {
+        snprintf(err->message, sizeof err->message,
+                 "%ux%u = %llu pixels, over the limit of %llu (decompression bomb?)",
+                 cinfo->image_width, cinfo->image_height,
+                 (unsigned long long)cinfo->image_width * cinfo->image_height,
+                 (unsigned long long)max_pixels);
+        err->kind = FAIL_LARGE;
+        return -1;
+    }
+    return 0;
+}
+
 /* Runs without the GIL; returns 0 (job->pixels set, or job->applicable 0), -1 on failure. On
  * failure job->pixels may still hold the buffer: the caller releases it with the GIL. */
 static int decompress(struct job *job) {
@@ -264,31 +297,14 @@ static int decompress(struct job *job) {
     /* volatile: read after a longjmp */
     unsigned char *volatile pixels = NULL; /* in job->pixels */
     JOCTET *volatile icc = NULL;
-    cinfo.err = jpeg_std_error(&job->err.pub);
-    job->err.pub.error_exit = on_error;
-    job->err.pub.emit_message = on_message;
-    job->err.kind = FAIL_NONE;
-    job->err.message[0] = '\0';
+    init_errors(&cinfo, &job->err);
     if (setjmp(job->err.jump)) {
         free(icc);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    jpeg_create_decompress(&cinfo);
-    cinfo.mem->max_memory_to_use = (long)(job->max_memory > LONG_MAX ? LONG_MAX : job->max_memory);
-    progress.pub.progress_monitor = on_progress;
-    progress.deadline = job->deadline;
-    cinfo.progress = &progress.pub;
-    set_source(&cinfo, job->in);
-    jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF); /* ICC */
-    jpeg_read_header(&cinfo, TRUE);
-    if ((uint64_t)cinfo.image_width * cinfo.image_height > job->max_pixels) {
-        snprintf(job->err.message, sizeof job->err.message,
-                 "%ux%u = %llu pixels, over the limit of %llu (decompression bomb?)",
-                 cinfo.image_width, cinfo.image_height,
-                 (unsigned long long)cinfo.image_width * cinfo.image_height,
-                 (unsigned long long)job->max_pixels);
-        job->err.kind = FAIL_LARGE;
+    if (open_header(&cinfo, &progress, job->in, job->max_memory, job->deadline, job->max_pixels,
+                    &job->err) < 0) {
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
@@ -391,31 +407,14 @@ static int decompress_planes(struct planes_job *job) {
     struct jpeg_decompress_struct cinfo;
     struct progress progress;
     JOCTET *volatile icc = NULL;
-    cinfo.err = jpeg_std_error(&job->err.pub);
-    job->err.pub.error_exit = on_error;
-    job->err.pub.emit_message = on_message;
-    job->err.kind = FAIL_NONE;
-    job->err.message[0] = '\0';
+    init_errors(&cinfo, &job->err);
     if (setjmp(job->err.jump)) {
         free(icc);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    jpeg_create_decompress(&cinfo);
-    cinfo.mem->max_memory_to_use = (long)(job->max_memory > LONG_MAX ? LONG_MAX : job->max_memory);
-    progress.pub.progress_monitor = on_progress;
-    progress.deadline = job->deadline;
-    cinfo.progress = &progress.pub;
-    set_source(&cinfo, job->in);
-    jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF); /* ICC */
-    jpeg_read_header(&cinfo, TRUE);
-    if ((uint64_t)cinfo.image_width * cinfo.image_height > job->max_pixels) {
-        snprintf(job->err.message, sizeof job->err.message,
-                 "%ux%u = %llu pixels, over the limit of %llu (decompression bomb?)",
-                 cinfo.image_width, cinfo.image_height,
-                 (unsigned long long)cinfo.image_width * cinfo.image_height,
-                 (unsigned long long)job->max_pixels);
-        job->err.kind = FAIL_LARGE;
+    if (open_header(&cinfo, &progress, job->in, job->max_memory, job->deadline, job->max_pixels,
+                    &job->err) < 0) {
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
@@ -520,23 +519,40 @@ static int decompress_planes(struct planes_job *job) {
 }
 #endif
 
-static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
+/* What both decodes are asked: the input, its scale and limits (0: none). */
+struct request {
+    int scale;
+    uint64_t max_pixels;
+    size_t max_memory;
+    double deadline;
+};
+
+static int parse_request(PyObject *args, PyObject *kwargs, struct input *in, struct request *rq) {
     static char *names[] = {"data", "scale", "max_pixels", "max_memory", "deadline", NULL};
     PyObject *obj;
     int scale = 8;
     unsigned long long max_pixels = 0;
     Py_ssize_t max_memory = 0;
     double deadline = 0.0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iKnd", names, &obj, &scale, &max_pixels,
                                      &max_memory, &deadline))
-        return NULL;
+        return -1;
     if (scale < 1 || scale > 8) {
         PyErr_Format(PyExc_ValueError, "scale %d/8 is not in 1/8..8/8", scale);
-        return NULL;
+        return -1;
     }
+    rq->scale = scale;
+    rq->max_pixels = max_pixels ? max_pixels : UINT64_MAX;
+    rq->max_memory = max_memory > 0 ? (size_t)max_memory : 0;
+    rq->deadline = deadline;
+    return input_from(obj, in);
+}
+
+static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
     struct input in;
-    if (input_from(obj, &in) < 0)
+    struct request rq;
+    if (parse_request(args, kwargs, &in, &rq) < 0)
         return NULL;
     PyObject *result = NULL;
     if (!HAVE_PLANES) {
@@ -544,10 +560,8 @@ static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs)
     } else {
 #if HAVE_PLANES
         struct planes_job job = {
-            .in = &in, .scale = scale,
-            .max_pixels = max_pixels ? max_pixels : UINT64_MAX,
-            .max_memory = max_memory > 0 ? (size_t)max_memory : 0,
-            .deadline = deadline,
+            .in = &in, .scale = rq.scale, .max_pixels = rq.max_pixels,
+            .max_memory = rq.max_memory, .deadline = rq.deadline,
         };
         int rc;
         Py_BEGIN_ALLOW_THREADS
@@ -579,29 +593,15 @@ static PyObject *decode_planes(PyObject *self, PyObject *args, PyObject *kwargs)
 }
 
 static PyObject *decode(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"data", "scale", "max_pixels", "max_memory", "deadline", NULL};
-    PyObject *obj;
-    int scale = 8;
-    unsigned long long max_pixels = 0;
-    Py_ssize_t max_memory = 0;
-    double deadline = 0.0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|iKnd", names, &obj, &scale, &max_pixels,
-                                     &max_memory, &deadline))
-        return NULL;
-    if (scale < 1 || scale > 8) {
-        PyErr_Format(PyExc_ValueError, "scale %d/8 is not in 1/8..8/8", scale);
-        return NULL;
-    }
     struct input in;
-    if (input_from(obj, &in) < 0)
+    struct request rq;
+    if (parse_request(args, kwargs, &in, &rq) < 0)
         return NULL;
     PyObject *result = NULL;
     struct job job = {
-        .in = &in, .scale = scale,
-        .max_pixels = max_pixels ? max_pixels : UINT64_MAX,
-        .max_memory = max_memory > 0 ? (size_t)max_memory : 0,
-        .deadline = deadline,
+        .in = &in, .scale = rq.scale, .max_pixels = rq.max_pixels,
+        .max_memory = rq.max_memory, .deadline = rq.deadline,
     };
     int rc;
     Py_BEGIN_ALLOW_THREADS

@@ -154,22 +154,39 @@ static void fill_rows(const struct job *job, int y0, int n) {
     }
 }
 
-/* Runs without the GIL; returns 0, or -1 with job->err.message set. */
-static int compress(struct job *job) {
-    struct jpeg_compress_struct cinfo;
-    cinfo.err = jpeg_std_error(&job->err.pub);
+static void init_errors(j_compress_ptr cinfo, struct job *job) {
+    cinfo->err = jpeg_std_error(&job->err.pub);
     job->err.pub.error_exit = on_error;
     job->err.pub.output_message = on_message;
     job->err.message[0] = '\0';
+}
+
+/* After the caller's setjmp: the compressor made, writing into the job's buffer. */
+static void open_compressor(j_compress_ptr cinfo, struct job *job) {
+    jpeg_create_compress(cinfo);
+    job->dest.pub.init_destination = dest_init;
+    job->dest.pub.empty_output_buffer = dest_grow;
+    job->dest.pub.term_destination = dest_term;
+    cinfo->dest = &job->dest.pub;
+}
+
+/* After jpeg_start_compress: the EXIF and the ICC profile, if any. */
+static void write_markers(j_compress_ptr cinfo, const struct job *job) {
+    if (job->exif_len)
+        jpeg_write_marker(cinfo, JPEG_APP0 + 1, job->exif, (unsigned int)job->exif_len);
+    if (job->icc_len)
+        jpeg_write_icc_profile(cinfo, job->icc, (unsigned int)job->icc_len);
+}
+
+/* Runs without the GIL; returns 0, or -1 with job->err.message set. */
+static int compress(struct job *job) {
+    struct jpeg_compress_struct cinfo;
+    init_errors(&cinfo, job);
     if (setjmp(job->err.jump)) {
         jpeg_destroy_compress(&cinfo);
         return -1;
     }
-    jpeg_create_compress(&cinfo);
-    job->dest.pub.init_destination = dest_init;
-    job->dest.pub.empty_output_buffer = dest_grow;
-    job->dest.pub.term_destination = dest_term;
-    cinfo.dest = &job->dest.pub;
+    open_compressor(&cinfo, job);
     int swap = job->orientation >= 5;
     cinfo.image_width = (JDIMENSION)(swap ? job->height : job->width);
     cinfo.image_height = (JDIMENSION)(swap ? job->width : job->height);
@@ -185,10 +202,7 @@ static int compress(struct job *job) {
         cinfo.num_scans = (int)(sizeof SCANS_GRAY / sizeof SCANS_GRAY[0]);
     }
     jpeg_start_compress(&cinfo, TRUE);
-    if (job->exif_len)
-        jpeg_write_marker(&cinfo, JPEG_APP0 + 1, job->exif, (unsigned int)job->exif_len);
-    if (job->icc_len)
-        jpeg_write_icc_profile(&cinfo, job->icc, (unsigned int)job->icc_len);
+    write_markers(&cinfo, job);
     size_t stride = (size_t)cinfo.image_width * (size_t)job->components;
     if (job->orientation == 1) {
         while (cinfo.next_scanline < cinfo.image_height) {
@@ -313,19 +327,12 @@ static void turn_plane(struct plane *pl, int o) {
 
 static int compress_planes(struct job *job, struct plane *planes) {
     struct jpeg_compress_struct cinfo;
-    cinfo.err = jpeg_std_error(&job->err.pub);
-    job->err.pub.error_exit = on_error;
-    job->err.pub.output_message = on_message;
-    job->err.message[0] = '\0';
+    init_errors(&cinfo, job);
     if (setjmp(job->err.jump)) {
         jpeg_destroy_compress(&cinfo);
         return -1;
     }
-    jpeg_create_compress(&cinfo);
-    job->dest.pub.init_destination = dest_init;
-    job->dest.pub.empty_output_buffer = dest_grow;
-    job->dest.pub.term_destination = dest_term;
-    cinfo.dest = &job->dest.pub;
+    open_compressor(&cinfo, job);
     cinfo.image_width = (JDIMENSION)planes[0].up_w;
     cinfo.image_height = (JDIMENSION)planes[0].up_h;
     cinfo.input_components = 3;
@@ -336,10 +343,7 @@ static int compress_planes(struct job *job, struct plane *planes) {
     cinfo.scan_info = SCANS_YCC;
     cinfo.num_scans = (int)(sizeof SCANS_YCC / sizeof SCANS_YCC[0]);
     jpeg_start_compress(&cinfo, TRUE);
-    if (job->exif_len)
-        jpeg_write_marker(&cinfo, JPEG_APP0 + 1, job->exif, (unsigned int)job->exif_len);
-    if (job->icc_len)
-        jpeg_write_icc_profile(&cinfo, job->icc, (unsigned int)job->icc_len);
+    write_markers(&cinfo, job);
     for (int i = 0; i < 3; i++)
         turn_plane(&planes[i], job->orientation);
     /* an iMCU row at a time: 16 luma rows and 8 of each chroma plane */
@@ -357,6 +361,25 @@ static int compress_planes(struct job *job, struct plane *planes) {
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
     return 0;
+}
+
+/* The options both encoders take: 1, with a ValueError set, when one is out of range. */
+static int bad_options(int quality, int orientation, const Py_buffer *exif, const Py_buffer *icc) {
+    if (quality < 1 || quality > 100) {
+        PyErr_Format(PyExc_ValueError, "quality %d is not in 1..100", quality);
+    } else if (orientation < 1 || orientation > 8) {
+        PyErr_Format(PyExc_ValueError, "orientation %d is not in 1..8", orientation);
+    } else if (exif->len > MAX_MARKER) {
+        PyErr_Format(PyExc_ValueError, "EXIF of %zd bytes is over a JPEG segment's %d",
+                     exif->len, MAX_MARKER);
+    } else if (icc->len > (Py_ssize_t)MAX_ICC) {
+        /* jpeg_write_icc_profile numbers its chunks with one byte */
+        PyErr_Format(PyExc_ValueError, "ICC profile of %zd bytes is over JPEG's %zd",
+                     icc->len, (Py_ssize_t)MAX_ICC);
+    } else {
+        return 0;
+    }
+    return 1;
 }
 
 static PyObject *encode_planes(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -379,16 +402,8 @@ static PyObject *encode_planes(PyObject *self, PyObject *args, PyObject *kwargs)
                (uint64_t)bufs[2].len < (uint64_t)cstride * (uint64_t)(ch - 1) + (uint64_t)cw) {
         PyErr_Format(PyExc_ValueError, "planes too small for %dx%d at strides %d and %d", width,
                      height, stride, cstride);
-    } else if (quality < 1 || quality > 100) {
-        PyErr_Format(PyExc_ValueError, "quality %d is not in 1..100", quality);
-    } else if (orientation < 1 || orientation > 8) {
-        PyErr_Format(PyExc_ValueError, "orientation %d is not in 1..8", orientation);
-    } else if (exif.len > MAX_MARKER) {
-        PyErr_Format(PyExc_ValueError, "EXIF of %zd bytes is over a JPEG segment's %d",
-                     exif.len, MAX_MARKER);
-    } else if (icc.len > (Py_ssize_t)MAX_ICC) {
-        PyErr_Format(PyExc_ValueError, "ICC profile of %zd bytes is over JPEG's %zd",
-                     icc.len, (Py_ssize_t)MAX_ICC);
+    } else if (bad_options(quality, orientation, &exif, &icc)) {
+        /* the error is set */
     } else {
         struct job job = {
             .quality = quality, .orientation = orientation,
@@ -466,17 +481,8 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
                (uint64_t)pixels.len != (uint64_t)width * (uint64_t)height * (uint64_t)components) {
         PyErr_Format(PyExc_ValueError, "%zd bytes of pixels for %dx%dx%d", pixels.len, width,
                      height, components);
-    } else if (quality < 1 || quality > 100) {
-        PyErr_Format(PyExc_ValueError, "quality %d is not in 1..100", quality);
-    } else if (orientation < 1 || orientation > 8) {
-        PyErr_Format(PyExc_ValueError, "orientation %d is not in 1..8", orientation);
-    } else if (exif.len > MAX_MARKER) {
-        PyErr_Format(PyExc_ValueError, "EXIF of %zd bytes is over a JPEG segment's %d",
-                     exif.len, MAX_MARKER);
-    } else if (icc.len > (Py_ssize_t)MAX_ICC) {
-        /* jpeg_write_icc_profile numbers its chunks with one byte */
-        PyErr_Format(PyExc_ValueError, "ICC profile of %zd bytes is over JPEG's %zd",
-                     icc.len, (Py_ssize_t)MAX_ICC);
+    } else if (bad_options(quality, orientation, &exif, &icc)) {
+        /* the error is set */
     } else {
         struct job job = {
             .pixels = pixels.buf, .in_stride = (size_t)width * (size_t)components,

@@ -5,7 +5,6 @@ the sRGB profile and EXIF carried, bad arguments refused, and the Pillow fallbac
 from __future__ import annotations
 
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
@@ -16,15 +15,12 @@ from imaging import render
 from imaging.color import SRGB_ICC
 from imaging.render import Carry, encode
 from tests.support import samples
+from tests.support.extensions import require
 
 
 @pytest.fixture
 def jpegenc() -> ModuleType:
-    if render._jpegenc is None:
-        if os.environ.get("CI"):
-            pytest.fail("imaging._jpegenc is not built (needs libjpeg-dev and a C compiler)")
-        pytest.skip("imaging._jpegenc is not built here")
-    return render._jpegenc
+    return require(render._jpegenc, "_jpegenc")
 
 
 def pillow_progressive(im: Image.Image, quality: int) -> bytes:

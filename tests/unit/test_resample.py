@@ -3,7 +3,6 @@ for every filter, box, scale up or down and row stride; bad arguments refused.""
 
 from __future__ import annotations
 
-import os
 import random
 from types import ModuleType
 
@@ -14,6 +13,7 @@ from PIL import Image
 
 from imaging import planes
 from tests.support import samples
+from tests.support.extensions import require
 
 R = Image.Resampling
 FILTERS = [R.BILINEAR, R.BICUBIC, R.LANCZOS, R.BOX, R.HAMMING]
@@ -21,11 +21,7 @@ FILTERS = [R.BILINEAR, R.BICUBIC, R.LANCZOS, R.BOX, R.HAMMING]
 
 @pytest.fixture(scope="module")
 def resample() -> ModuleType:
-    if planes._resample is None:
-        if os.environ.get("CI"):
-            pytest.fail("imaging._resample is not built (needs a C compiler)")
-        pytest.skip("imaging._resample is not built here")
-    return planes._resample
+    return require(planes._resample, "_resample", "a C compiler")
 
 
 PLANE = samples.scene((301, 203)).convert("L")  # detail at every scale, odd both ways
