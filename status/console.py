@@ -19,7 +19,8 @@ history of those actions, kept on the resolution topic.
 Replay and forget run ``DeadLetters.replay`` and ``DeadLetters.resolve``, the code behind the
 CLI's ``replay`` and ``forget``. POSTs must come from this service's own page: the Origin
 (or Referer) must name this host, and the session's CSRF token rides in ``X-CSRF-Token``;
-without a token, a loopback service answers its API only by a loopback name (DNS rebinding).
+without a token, a loopback service answers its API only by a loopback name (DNS rebinding),
+and a service bound beyond loopback takes no actions at all.
 """
 
 from __future__ import annotations
@@ -276,6 +277,17 @@ def foreign_host(request: web.Request, settings: Settings) -> str | None:
             f"asked for as {request.host[:100]!r}; open it as http://127.0.0.1:<port>/failed")
 
 
+def open_to_network(settings: Settings) -> str | None:
+    """Without a token, a service that listens beyond loopback would let anything on the
+    network replay, forget, pause or clear: the Origin and CSRF checks stop browsers, not
+    scripts. Its actions are refused, saying how to open them."""
+    if settings.status.token is not None or _loopback(settings.status.host):
+        return None
+    return (f"refused: this service listens on {settings.status.host} without a token, so it "
+            f"takes no actions; set INGEST_STATUS__TOKEN (the chart's status.token Secret, "
+            f"compose's STATUS_TOKEN), or bind it to 127.0.0.1")
+
+
 def cross_site(request: web.Request) -> str | None:
     """Why a POST is not from this service's own page, or None. Browsers send Origin on every
     POST fetch; Referer stands in where a privacy setting drops it."""
@@ -315,7 +327,9 @@ def local(handler: Handler) -> Handler:
 
 def guarded(handler: Handler) -> Handler:
     async def check(request: web.Request) -> web.StreamResponse:
-        problem = cross_site(request) or csrf_problem(request, request.app[CONSOLE])
+        console = request.app[CONSOLE]
+        problem = (open_to_network(console.settings) or cross_site(request)
+                   or csrf_problem(request, console))
         if problem:
             return _error(problem, 403)
         return await handler(request)

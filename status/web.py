@@ -241,7 +241,14 @@ def run(settings: Settings, host: str | None = None, port: int | None = None) ->
     """Serve until interrupted (``prophoto-ingest status serve``)."""
     host = host or settings.status.host
     port = port if port is not None else settings.status.port
+    # the checks that depend on the bind (status.console) see the one the CLI chose
+    settings = settings.model_copy(update={"status": settings.status.model_copy(
+        update={"host": host, "port": port})})
     log.info("status: http://%s:%d/ watching group %s on %s", host, port,
              settings.kafka.group_id, settings.kafka.bootstrap_servers)
+    if console.open_to_network(settings):
+        log.warning("status: listening on %s without a token: anyone who can reach it reads "
+                    "dead letters (owners, galleries, file names) and worker state, and the "
+                    "console's actions are refused; set INGEST_STATUS__TOKEN", host)
     # No access log: probes and the dashboard poll it every few seconds.
     web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None)

@@ -318,6 +318,30 @@ async def test_a_loopback_service_without_token_answers_only_loopback_names(make
     assert r.status == 200
 
 
+async def test_a_service_beyond_loopback_without_a_token_takes_no_actions(make: Make) -> None:
+    """Bound to 0.0.0.0 (the deploy files' choice) with no token, the Origin and CSRF checks
+    stop browsers but not a script on the network that fetches a session first. Every
+    action is refused with what to set; reading still works (the operator sees why)."""
+    backend = FakeBackend([entry(1)])
+    c = await make(backend, make_settings(host="0.0.0.0"))
+    h = await csrf(c)
+    for path, body in (("/api/failed/forget", {"ids": ["id0001"], "dry_run": True}),
+                       ("/api/failed/replay", {"ids": ["id0001"], "dry_run": True}),
+                       ("/api/topics/pause", {"topic": "ingest-preview"}),
+                       ("/api/topics/clear", {"topic": "ingest-preview", "dry_run": True})):
+        r = await c.post(path, json=body, headers=h)
+        assert r.status == 403, path
+        assert "INGEST_STATUS__TOKEN" in (await r.json())["error"], path
+    assert backend.forgotten == [] and backend.paused == []
+    assert (await c.get("/api/failed")).status == 200
+    # with a token, the same service acts
+    c2 = await make(backend, make_settings(host="0.0.0.0", token="t0k"))
+    auth = {"Authorization": "Bearer t0k"}
+    h2 = await csrf(c2, auth)
+    r = await c2.post("/api/topics/pause", json={"topic": "ingest-preview"}, headers={**h2, **auth})
+    assert r.status == 200
+
+
 async def test_an_action_left_running_by_a_stopped_service_shows_unfinished(make: Make) -> None:
     backend = FakeBackend([entry(1)])
     backend.state["action:old"] = {"type": "action", "key": "action:old", "action": "replay", "count": 9,
