@@ -9,7 +9,9 @@ Per partition, with ``T`` the stall threshold:
 - pending     records wait, the oldest younger than ``T``; or older, but the committed offset
               has not yet been watched for ``T`` (no evidence either way);
 - stalled     records wait, the oldest older than ``T``, and the committed offset has not moved
-              for longer than ``T``, or no member of the group holds the partition;
+              for longer than ``T`` (the reason tells Burrow's stall, a commit within the window
+              and then none, from his stop, none in the whole window), or no member of the
+              group holds the partition;
 - unknown     the partition could not be read (the caller says why).
 
 What the workers' heartbeats add (``Context``): a job in flight on the partition is
@@ -157,6 +159,14 @@ def _moved_at(w: Sequence[Sample]) -> float | None:
     return None
 
 
+def _frozen(moved_in_window: bool, since_moved: float) -> str:
+    """Burrow's two, both stalled here: a commit within the window and then none (stall), or
+    none in the whole window (stop)."""
+    if moved_in_window:
+        return f"committed offset unchanged for {_secs(since_moved)}"
+    return f"stopped: no commit in the whole {_secs(since_moved)} window"
+
+
 def _lag_since(w: Sequence[Sample]) -> float:
     """When this lag was first seen at the current committed offset."""
     last = w[-1]
@@ -238,9 +248,7 @@ def evaluate(
     if not s.held and not rebalancing:
         return verdict(State.STALLED, f"{waiting}; no member of the group holds this partition")
     if since_moved > threshold_s:
-        return verdict(
-            State.STALLED, f"{waiting}; committed offset unchanged for {_secs(since_moved)}"
-        )
+        return verdict(State.STALLED, f"{waiting}; {_frozen(moved_at is not None, since_moved)}")
     return verdict(
         State.PENDING,
         f"{waiting}; committed offset watched for only {_secs(since_moved)}, "
