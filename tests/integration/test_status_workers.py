@@ -127,10 +127,18 @@ async def test_three_workers_by_their_own_ids_and_idle_after_a_quiet_spell(
         assert res.exit_code == 0, res.output
         uid = res.output.split()[0]
         st = LocalStorage(settings.storage.root)
-        r = await until(svc, lambda r: st.preview_path(uid).exists() and r.jobs.pending == 0
-                        and sum(w.jobs_done or 0 for w in r.workers) >= 1, 60, "the preview")
-        await asyncio.sleep(4)  # a quiet spell: nobody asks, the sampler keeps looking
+        # Nobody asks the service from before the upload until after a quiet spell: a window
+        # that followed the requests would hold the last look (before the upload) and this
+        # one, see the commit between them, and say "processing: caught up since the last
+        # look". The sampler's window has seen the commit and the quiet since.
+        deadline = time.monotonic() + 60
+        while not st.preview_path(uid).exists():
+            assert time.monotonic() < deadline, "no preview within 60 s"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(4)  # a quiet spell (the commit is due within 1 s of the preview)
         first = await svc.report()
+        assert first.kafka.reachable and first.jobs.pending == 0, first.worker
+        assert sum(w.jobs_done or 0 for w in first.workers) >= 1
         assert first.worker.status is State.IDLE, first.worker
         lat = first.preview_latency
         assert lat is not None and lat.last_5m.count == 1 and (lat.last_5m.max_s or 0) > 0
