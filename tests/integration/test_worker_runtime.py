@@ -60,8 +60,13 @@ def _group_story(settings: Settings, st: LocalStorage, ups: list, a, b) -> str:
     held = [(m.client_id, sorted((tp.topic, tp.partition) for tp in m.assignment.topic_partitions))
             for m in _members(settings)]
     meta = sum(st.metadata_path(u.uuid).exists() for u in ups[:4])
+    # mode's worker logs every task's stack on SIGUSR1: where a worker that does nothing waits
+    for w in (a, b):
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGUSR1)
+    time.sleep(2)
     return (f"{_done(st, ups)}/8 previews, {meta}/4 metadata; members {held}\n"
-            f"--- ingest worker:\n{a.output()[-6000:]}\n--- preview worker:\n{b.output()[-3000:]}")
+            f"--- ingest worker:\n{a.output()[-30000:]}\n--- preview worker:\n{b.output()[-3000:]}")
 
 
 def _health(port: int) -> dict:
