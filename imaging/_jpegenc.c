@@ -90,7 +90,6 @@ static void dest_term(j_compress_ptr cinfo) { (void)cinfo; }
 
 struct job {
     const unsigned char *pixels; /* as stored: width x height */
-    size_t in_stride;            /* bytes from one stored row to the next */
     int width, height, components, quality;
     int orientation;             /* EXIF 1..8: the transform to upright, done while packing rows */
     unsigned char *rows;         /* ROWS upright rows, for orientations other than 1 */
@@ -120,7 +119,7 @@ static inline void put(unsigned char *dst, const unsigned char *src, int c) {
  * gathered for n rows at once so that each input row is read as a short contiguous run. */
 static void fill_rows(const struct job *job, int y0, int n) {
     const int c = job->components, w = job->width, h = job->height, o = job->orientation;
-    const size_t in_stride = job->in_stride;
+    const size_t in_stride = (size_t)w * c;
     const size_t out_stride = job->rows_stride;
     if (o <= 4) {
         for (int k = 0; k < n; k++) {
@@ -485,8 +484,7 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs) {
         /* the error is set */
     } else {
         struct job job = {
-            .pixels = pixels.buf, .in_stride = (size_t)width * (size_t)components,
-            .width = width, .height = height,
+            .pixels = pixels.buf, .width = width, .height = height,
             .components = components, .quality = quality, .orientation = orientation,
             .rows = NULL,
             .icc = icc.buf, .icc_len = icc.buf ? (size_t)icc.len : 0,

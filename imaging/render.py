@@ -270,9 +270,9 @@ def _decode_turbo(
     until = deadline if math.isfinite(deadline) else 0.0
     try:
         if _jpegenc is not None and im.mode == "RGB" and (icc is None or is_srgb(icc)):
-            planes = _jpegdec.decode_planes(data, scale, max_pixels, max_memory, until)
-            if planes is not None:
-                return _planar(im, planes, target, name, deadline, orientation, fine)
+            stored = _jpegdec.decode_planes(data, scale, max_pixels, max_memory, until)
+            if stored is not None:
+                return _planar(im, stored, target, name, deadline, orientation, fine)
         got = _jpegdec.decode(data, scale, max_pixels, max_memory, until)
     except _jpegdec.TooLarge as exc:
         raise ImageTooLarge(f"{name}: {exc}") from None
