@@ -1,3 +1,5 @@
+OWN_SCANS: int  # 1: imaging/_progressive.c writes the scans; 0: libjpeg's progressive mode
+
 def encode(
     pixels: bytes, width: int, height: int, components: int, quality: int,
     icc: bytes = b"", exif: bytes = b"", orientation: int = 1,

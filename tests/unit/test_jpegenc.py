@@ -66,6 +66,68 @@ def test_same_pixels_as_pillows_progressive(jpegenc: ModuleType, size: tuple[int
     assert (ours.width, ours.height) == size
 
 
+def extreme(kind: str) -> tuple[Image.Image, int]:
+    """Inputs at the ends of what the scans hold, with the quality that reaches them."""
+    if kind == "flat":  # every AC band empty: end-of-band runs past their 32767 limit
+        return Image.new("RGB", (2048, 1152), (90, 140, 200)), 85
+    if kind == "noise":  # quality 100 on noise: AC coefficients at their 10-bit limit
+        return Image.effect_noise((320, 240), 120).convert("RGB"), 100
+    if kind == "blocks":  # black and white blocks: 11-bit DC differences at quality 100
+        cells = bytes(255 * ((x // 8 + y // 8) % 2) for y in range(128) for x in range(256))
+        return Image.frombytes("L", (256, 128), cells).convert("RGB"), 100
+    assert kind == "q1"
+    return samples.scene((500, 333)), 1
+
+
+@pytest.mark.parametrize("kind", ["flat", "noise", "blocks", "q1"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_same_pixels_at_the_ends_of_the_code_space(jpegenc: ModuleType, kind: str, mode: str) -> None:
+    im, quality = extreme(kind)
+    im = im.convert(mode)
+    ours = encode(im, quality)
+    theirs = pillow_progressive(im, quality)
+    assert ImageChops.difference(decoded(ours.data), decoded(theirs)).getbbox() is None
+    assert markers(ours.data).count(0xDA) == (5 if mode == "RGB" else 3)
+
+
+def libjpeg_h2v2(plane: Image.Image) -> Image.Image:
+    """libjpeg's 4:2:0 downsampling of a plane (jcsample.c h2v2_downsample): edges repeated
+    to even sizes, each 2x2 summed with a bias alternating 1, 2 along the row, over 4."""
+    w, h = plane.size
+    px = plane.load()
+    assert px is not None
+    at = lambda x, y: px[min(x, w - 1), min(y, h - 1)]  # noqa: E731
+    cw, ch = (w + 1) // 2, (h + 1) // 2
+    out = bytes((at(2 * x, 2 * y) + at(2 * x + 1, 2 * y) + at(2 * x, 2 * y + 1)
+                 + at(2 * x + 1, 2 * y + 1) + 1 + x % 2) >> 2 for y in range(ch) for x in range(cw))
+    return Image.frombytes("L", (cw, ch), out)
+
+
+# odd sizes whose chroma fills its blocks: past them libjpeg pads the image before it
+# downsamples, and encode_planes pads the chroma planes (the padding differs, not the scans)
+@pytest.mark.parametrize("size", [(63, 41), (320, 208), (1, 1)])
+def test_planes_give_the_pixels_of_libjpegs_progressive_file(jpegenc: ModuleType,
+                                                             size: tuple[int, int]) -> None:
+    # encode_planes takes the planes libjpeg would make from the same YCbCr image itself
+    # (Pillow saves a YCbCr image without converting it): the same coefficients, so the
+    # same pixels as libjpeg's own progressive file
+    ycc = samples.scene(size).convert("YCbCr")
+    y, cb, cr = ycc.split()
+    cb, cr = libjpeg_h2v2(cb), libjpeg_h2v2(cr)
+    data = jpegenc.encode_planes(y.tobytes(), cb.tobytes(), cr.tobytes(), size[0], size[1],
+                                 size[0], cb.width, 85)
+    assert markers(data).count(0xDA) == 5
+    buf = io.BytesIO()
+    ycc.save(buf, "JPEG", quality=85, progressive=True)
+    assert ImageChops.difference(decoded(data), decoded(buf.getvalue())).getbbox() is None
+
+
+def test_the_scans_are_written_by_the_projects_coder(jpegenc: ModuleType) -> None:
+    # Debian's libjpeg-turbo (scripts/setup, the image) is one imaging/_progressive.c knows;
+    # a build that fell back to libjpeg's own progressive mode would be a third slower
+    assert jpegenc.OWN_SCANS == 1
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize(("size", "mode"), [((37, 23), "RGB"), ((53, 70), "L"), ((640, 427), "RGB")])
 def test_orientation_is_applied_while_packing(jpegenc: ModuleType, orientation: int, size: tuple[int, int],
