@@ -58,15 +58,26 @@ class Plane:
 
     def resize(self, target: tuple[int, int], f: Image.Resampling, box: Box4,
                reducing_gap: float | None = None) -> Plane:
-        """As Image.resize of the plane; the C resample where it applies (no reducing step)."""
+        """As Image.resize of the plane: the C resample where it is built, after Pillow's
+        reducing step (its box reduce, as Image.resize takes it) when there is one."""
         w, h = box[2] - box[0], box[3] - box[1]
-        reduces = reducing_gap is not None and (int(w / target[0] / reducing_gap) > 1
-                                                or int(h / target[1] / reducing_gap) > 1)
-        if _resample is not None and not reduces:
-            data = _resample.resample(self.data, self.width, self.height, self.stride, box, target,
-                                      int(f))
-            return Plane(data, target[0], target[1], target[0])
-        return Plane.of(self.image().resize(target, f, box=box, reducing_gap=reducing_gap))
+        fx, fy = ((int(w / target[0] / reducing_gap) or 1, int(h / target[1] / reducing_gap) or 1)
+                  if reducing_gap is not None else (1, 1))
+        built = _resample is not None  # a bool: mypy takes the module as always there
+        if not built:
+            return Plane.of(self.image().resize(target, f, box=box, reducing_gap=reducing_gap))
+        if fx > 1 or fy > 1:
+            # Image.resize's own steps, so the pixels stay Pillow's: reduce the box and the
+            # filter's reach around it, then resample what is left in the reduced plane
+            im = self.image()
+            safe = im._get_safe_box(target, f, box)
+            small = Plane.of(im.reduce((fx, fy), box=safe))
+            box = ((box[0] - safe[0]) / fx, (box[1] - safe[1]) / fy,
+                   (box[2] - safe[0]) / fx, (box[3] - safe[1]) / fy)
+            return small.resize(target, f, box)
+        data = _resample.resample(self.data, self.width, self.height, self.stride, box, target,
+                                  int(f))
+        return Plane(data, target[0], target[1], target[0])
 
     def edge_padded(self, n: int) -> Plane:
         """The plane with ``n`` more samples on every side, copies of the nearest edge one."""

@@ -11,6 +11,7 @@ samples can be shipped or fetched, so these are built to look like them to exift
 
 from __future__ import annotations
 
+import ctypes
 import io
 import random
 import struct
@@ -66,17 +67,27 @@ def display_p3_icc() -> bytes:
     return matrix_icc("Display P3 compatible", DISPLAY_P3, 2.2)
 
 
+_LIBC = ctypes.CDLL(None)
+
+
+def noise(size: tuple[int, int], sigma: float, seed: int) -> Image.Image:
+    """Image.effect_noise, the same every time: it draws from the C library's rand(), whose
+    state is whatever ran before (a test's bound once held or not by the order tests ran)."""
+    _LIBC.srand(seed)
+    return Image.effect_noise(size, sigma)
+
+
 def photo(size: tuple[int, int], seed_sigma: float = 40.0) -> Image.Image:
     """Something with a camera file's entropy: gradients plus sensor-like noise."""
     w, h = size
     grad = Image.linear_gradient("L").resize((w, h))
-    r = Image.blend(grad, Image.effect_noise((w, h), seed_sigma), 0.5)
-    g = Image.blend(grad.transpose(Image.Transpose.ROTATE_180), Image.effect_noise((w, h), seed_sigma), 0.5)
+    r = Image.blend(grad, noise((w, h), seed_sigma, 1), 0.5)
+    g = Image.blend(grad.transpose(Image.Transpose.ROTATE_180), noise((w, h), seed_sigma, 2), 0.5)
     b = Image.radial_gradient("L").resize((w, h))
     return Image.merge("RGB", (r, g, b))
 
 
-def scene(size: tuple[int, int], *, detail: float = 4.0, noise: float = 4.0, seed: int = 7) -> Image.Image:
+def scene(size: tuple[int, int], *, detail: float = 4.0, sensor: float = 4.0, seed: int = 7) -> Image.Image:
     """A camera-like photo: sky and ground, hard-edged objects at many sizes, texture at every
     scale (stronger on the ground, as foliage and grass are) and sensor noise (luma plus a
     little chroma). At 6000x4000 and quality 92 it encodes to about 8 MB (8.7 with an MPF
@@ -110,13 +121,14 @@ def scene(size: tuple[int, int], *, detail: float = 4.0, noise: float = 4.0, see
     # 1/f-like: fine octaves first, so the coarse ones end up with the most weight
     tex = Image.new("L", (w, h), 128)
     for k in range(7):
-        n = Image.effect_noise((max(8, w >> k), max(8, h >> k)), 64)
+        n = noise((max(8, w >> k), max(8, h >> k)), 64, seed * 100 + k)
         tex = Image.blend(tex, n.resize((w, h), Image.Resampling.BICUBIC), 0.45)
     tex = tex.point(lambda v: 128 + (v - 128) * detail)
     tex = Image.composite(tex, Image.new("L", (w, h), 128), mask.point(lambda v: 60 + v * 0.75))
     base = ImageChops.add(base, Image.merge("RGB", [tex] * 3), 1.0, -128)
-    luma = Image.effect_noise((w, h), noise)
-    chans = [ImageChops.add(luma, Image.effect_noise((w, h), noise / 2), 1.0, -128) for _ in range(3)]
+    luma = noise((w, h), sensor, seed * 100 + 10)
+    chans = [ImageChops.add(luma, noise((w, h), sensor / 2, seed * 100 + 11 + c), 1.0, -128)
+             for c in range(3)]
     return ImageChops.add(base, Image.merge("RGB", chans), 1.0, -128)
 
 
