@@ -143,49 +143,40 @@ static void keep_block(j_compress_ptr cinfo, struct coder *c, struct blocks *b, 
     for (int r = 0; r < 8; r++)
         m |= ZIG_MASK[r][(natural >> (8 * r)) & 0xFF];
     m &= ~1ull;
-    int16_t zz[64];
-    zz[0] = (int16_t)blk[0];
-    for (uint64_t left = m; left; left &= left - 1) {
-        int k = __builtin_ctzll(left);
-        zz[k] = (int16_t)blk[ZIGZAG[k]];
-    }
     b->nz[at] = m;
     b->at[at] = (uint32_t)c->nvals;
-    b->dc[at] = zz[0];
-    int diff = zz[0] - b->last_dc;
-    b->last_dc = zz[0];
+    b->dc[at] = (int16_t)blk[0];
+    int diff = blk[0] - b->last_dc;
+    b->last_dc = blk[0];
     int nb = bit_length((unsigned)(diff < 0 ? -diff : diff));
     if (nb > 11)
         ERREXIT(cinfo, JERR_BAD_DCT_COEF);
     c->tables[c->dc_scan][dc_table].freq[nb]++;
+    /* one pass over the nonzero AC coefficients: each kept, and counted into its band's
+     * table (the bands are in order and cover 1..63: progressive_install checks) */
     int16_t *out = c->vals + c->nvals;
-    for (uint64_t left = m; left; left &= left - 1) {
-        int v = zz[__builtin_ctzll(left)];
-        if (v > 1023 || v < -1023)
-            ERREXIT(cinfo, JERR_BAD_DCT_COEF);
-        *out++ = (int16_t)v;
-    }
-    const int16_t *vals = c->vals + c->nvals;
-    c->nvals = (size_t)(out - c->vals);
     for (int i = 0; i < b->bands; i++) {
         uint64_t mm = m & b->band_range[i];
         if (!mm)
             continue;
         long *freq = c->tables[b->band_scan[i]][0].freq;
-        const int16_t *v = vals + popcount64(m & ((1ull << b->band_ss[i]) - 1));
         int prev = b->band_ss[i] - 1;
         do {
             int k = __builtin_ctzll(mm);
             mm &= mm - 1;
+            int v = blk[ZIGZAG[k]];
+            *out++ = (int16_t)v;
+            unsigned a = (unsigned)(v < 0 ? -v : v);
+            if (a > 1023)
+                ERREXIT(cinfo, JERR_BAD_DCT_COEF);
             int zeros = k - prev - 1;
             if (zeros > 15) /* rare: not a store to the same counter every time */
                 freq[0xF0] += zeros >> 4;
-            int a = *v < 0 ? -*v : *v;
-            v++;
-            freq[(zeros & 15) << 4 | bit_length((unsigned)a)]++;
+            freq[(zeros & 15) << 4 | bit_length(a)]++;
             prev = k;
         } while (mm);
     }
+    c->nvals = (size_t)(out - c->vals);
 }
 
 /* libjpeg's encode_mcu: the blocks of one MCU of the sequential scan over every component */
@@ -631,6 +622,19 @@ void progressive_install(j_compress_ptr cinfo, const jpeg_scan_info *scans, int 
     }
     if (c->dc_scan < 0)
         ERREXIT1(cinfo, JERR_BAD_SCAN_SCRIPT, num_scans);
+    for (int ci = 0; ci < cinfo->num_components; ci++) {
+        /* each component's AC scans, in the script's order, cover 1..63 once and in order */
+        const struct blocks *b = &c->comp[ci];
+        int next = 1;
+        for (int i = 0; i < b->bands; i++) {
+            const jpeg_scan_info *sc = &scans[b->band_scan[i]];
+            if (sc->Ss != next)
+                ERREXIT1(cinfo, JERR_BAD_SCAN_SCRIPT, b->band_scan[i]);
+            next = sc->Se + 1;
+        }
+        if (next != 64)
+            ERREXIT1(cinfo, JERR_BAD_SCAN_SCRIPT, num_scans);
+    }
     c->pub.start_pass = no_pass;
     c->pub.encode_mcu = keep_mcu;
     c->pub.finish_pass = write_scans;

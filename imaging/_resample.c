@@ -8,8 +8,10 @@
  * compares). What differs is the loop order of the vertical
  * pass: Pillow sums each output pixel's taps down a column; here each tap's source row is
  * added to a row of sums, a loop over contiguous memory that the compiler vectorises. The
- * horizontal pass takes its taps in groups of a fixed count. For a preview's plane (a
- * 2250x1500 luma plane to 2048x1365, bilinear) that is about a third of Pillow's time.
+ * horizontal pass takes its taps in groups of a fixed count, eight rows at once with the
+ * rows in the lanes (the rows interleaved first, so a tap of all eight is one load; AVX2
+ * where the CPU has it). For a preview (a 2250x1500 luma plane to 2048x1365, bilinear, and
+ * its chroma) 3.5 ms against 7.9 without AVX2 and about 24 in Pillow.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,6 +21,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define PRECISION_BITS (32 - 8 - 2)
 
@@ -209,6 +215,136 @@ static inline __attribute__((always_inline)) void horizontal(
     }
 }
 
+/* Eight rows of ``src`` interleaved, column after column: band[x * 8 + i] is row i's x. */
+static void interleave8(const uint8_t *src, size_t stride, size_t in_w, uint8_t *band) {
+    size_t x = 0;
+#if defined(__SSE2__)
+    for (; x + 16 <= in_w; x += 16) {
+        __m128i a[8];
+        for (int i = 0; i < 8; i++)
+            a[i] = _mm_loadu_si128((const __m128i *)(const void *)(src + (size_t)i * stride + x));
+        __m128i t[8], u[8];
+        for (int i = 0; i < 4; i++) {
+            t[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+            t[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+        }
+        /* rows 0-3 then 4-7 of columns 0-3, 4-7, 8-11, 12-15 */
+        for (int h = 0; h < 2; h++) {
+            u[4 * h + 0] = _mm_unpacklo_epi16(t[4 * h + 0], t[4 * h + 2]);
+            u[4 * h + 1] = _mm_unpackhi_epi16(t[4 * h + 0], t[4 * h + 2]);
+            u[4 * h + 2] = _mm_unpacklo_epi16(t[4 * h + 1], t[4 * h + 3]);
+            u[4 * h + 3] = _mm_unpackhi_epi16(t[4 * h + 1], t[4 * h + 3]);
+        }
+        __m128i *out = (__m128i *)(void *)(band + x * 8);
+        for (int q = 0; q < 4; q++) {
+            _mm_storeu_si128(out + 2 * q, _mm_unpacklo_epi32(u[q], u[4 + q]));
+            _mm_storeu_si128(out + 2 * q + 1, _mm_unpackhi_epi32(u[q], u[4 + q]));
+        }
+    }
+#endif
+    for (; x < in_w; x++)
+        for (int i = 0; i < 8; i++)
+            band[x * 8 + i] = src[(size_t)i * stride + x];
+}
+
+/* interleave8 undone: band[x * 8 + i] back to row i (rows ``stride`` apart) of ``w``. */
+static void deinterleave8(const uint8_t *band, size_t w, uint8_t *dst, size_t stride) {
+    size_t x = 0;
+#if defined(__SSE2__)
+    for (; x + 8 <= w; x += 8) {
+        /* an 8x8 byte transpose (as _jpegenc.c transpose8): eight columns of the eight
+         * rows in, eight bytes of each row out */
+        __m128i a[8];
+        for (int k = 0; k < 8; k++)
+            a[k] = _mm_loadl_epi64((const __m128i *)(const void *)(band + (x + (size_t)k) * 8));
+        __m128i t0 = _mm_unpacklo_epi8(a[0], a[1]), t1 = _mm_unpacklo_epi8(a[2], a[3]);
+        __m128i t2 = _mm_unpacklo_epi8(a[4], a[5]), t3 = _mm_unpacklo_epi8(a[6], a[7]);
+        __m128i u0 = _mm_unpacklo_epi16(t0, t1), u1 = _mm_unpackhi_epi16(t0, t1);
+        __m128i u2 = _mm_unpacklo_epi16(t2, t3), u3 = _mm_unpackhi_epi16(t2, t3);
+        __m128i v[4] = {_mm_unpacklo_epi32(u0, u2), _mm_unpackhi_epi32(u0, u2),
+                        _mm_unpacklo_epi32(u1, u3), _mm_unpackhi_epi32(u1, u3)};
+        for (int j = 0; j < 4; j++) {
+            _mm_storel_epi64((__m128i *)(void *)(dst + (size_t)(2 * j) * stride + x), v[j]);
+            _mm_storel_epi64((__m128i *)(void *)(dst + (size_t)(2 * j + 1) * stride + x),
+                             _mm_srli_si128(v[j], 8));
+        }
+    }
+#endif
+    for (; x < w; x++)
+        for (int i = 0; i < 8; i++)
+            dst[(size_t)i * stride + x] = band[x * 8 + i];
+}
+
+/* The horizontal pass eight rows at a time, the rows in the lanes: each output sample of the
+ * eight rows is one vector of sums, its taps read as eight bytes from the interleaved band
+ * (a row's taps are not contiguous vectors, and Pillow's loop is scalar). */
+static inline __attribute__((always_inline)) void horizontal8(
+        const uint8_t *src, size_t stride, size_t rows, uint8_t *dst, size_t w, const int *bx,
+        const int32_t *kx, int ksx, const int taps, size_t in_w, uint8_t *band) {
+    size_t r = 0;
+    for (; r + 8 <= rows; r += 8) {
+        interleave8(src + r * stride, stride, in_w, band);
+        uint8_t *out = dst + r * w;
+        for (size_t xx = 0; xx < w; xx++) {
+            const uint8_t *p = band + (size_t)bx[2 * xx] * 8;
+            const int32_t *k = kx + xx * (size_t)ksx;
+            int32_t acc[8];
+            for (int i = 0; i < 8; i++)
+                acc[i] = 1 << (PRECISION_BITS - 1);
+            for (int x = 0; x < taps; x++) {
+                const int32_t kv = k[x];
+                for (int i = 0; i < 8; i++)
+                    acc[i] += p[x * 8 + i] * kv;
+            }
+            for (int i = 0; i < 8; i++)
+                out[(size_t)i * w + xx] = clip8(acc[i]);
+        }
+    }
+    if (r < rows)
+        horizontal(src + r * stride, stride, rows - r, dst + r * w, w, bx, kx, ksx, taps);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target)
+#include <immintrin.h>
+#define HAVE_AVX2_ROWS 1
+static int avx2_rows; /* the CPU has AVX2 (PyInit), and the tests have not turned it off */
+/* horizontal8 with the lanes written out: the compiler leaves its lane loops scalar. The
+ * same sums (integer), the same clip. */
+__attribute__((target("avx2"))) static void horizontal8_avx2(
+        const uint8_t *src, size_t stride, size_t rows, uint8_t *dst, size_t w, const int *bx,
+        const int32_t *kx, int ksx, int taps, size_t in_w, uint8_t *band) {
+    size_t r = 0;
+    uint8_t *obuf = band + in_w * 8; /* the eight output rows, interleaved as band is */
+    const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+    const __m256i zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(255);
+    for (; r + 8 <= rows; r += 8) {
+        interleave8(src + r * stride, stride, in_w, band);
+        uint8_t *out = dst + r * w;
+        for (size_t xx = 0; xx < w; xx++) {
+            const uint8_t *p = band + (size_t)bx[2 * xx] * 8;
+            const int32_t *k = kx + xx * (size_t)ksx;
+            __m256i acc = half;
+            for (int x = 0; x < taps; x++) {
+                __m256i v = _mm256_cvtepu8_epi32(
+                    _mm_loadl_epi64((const __m128i *)(const void *)(p + x * 8)));
+                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(v, _mm256_set1_epi32(k[x])));
+            }
+            acc = _mm256_min_epi32(_mm256_max_epi32(_mm256_srai_epi32(acc, PRECISION_BITS), zero),
+                                   top);
+            __m128i b = _mm_packus_epi16(
+                _mm_packs_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1)),
+                _mm_setzero_si128());
+            _mm_storel_epi64((__m128i *)(void *)(obuf + xx * 8), b);
+        }
+        deinterleave8(obuf, w, out, w);
+    }
+    if (r < rows)
+        horizontal(src + r * stride, stride, rows - r, dst + r * w, w, bx, kx, ksx, taps);
+}
+#endif
+#endif
+
 /* Where the compiler can make them, AVX2 versions of the two passes, picked at load time
  * (the plain x86-64 build has SSE2 only, which has no 32-bit multiply to vectorise with). */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
@@ -224,17 +360,23 @@ static inline __attribute__((always_inline)) void horizontal(
  * ``taps`` long (fixed_taps), so the count is a constant the loop is unrolled for. */
 CLONES static void horizontal_pass(const uint8_t *src, size_t stride, size_t rows, uint8_t *dst,
                                    size_t w, const int *bx, const int32_t *kx, int ksx,
-                                   int taps) {
+                                   int taps, size_t in_w, uint8_t *band) {
+#ifdef HAVE_AVX2_ROWS
+    if (avx2_rows) {
+        horizontal8_avx2(src, stride, rows, dst, w, bx, kx, ksx, taps, in_w, band);
+        return;
+    }
+#endif
     switch (taps) {
-    case 1: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 1); break;
-    case 2: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 2); break;
-    case 3: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 3); break;
-    case 4: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 4); break;
-    case 5: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 5); break;
-    case 6: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 6); break;
-    case 7: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 7); break;
-    case 8: horizontal(src, stride, rows, dst, w, bx, kx, ksx, 8); break;
-    default: horizontal(src, stride, rows, dst, w, bx, kx, ksx, taps); break;
+    case 1: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 1, in_w, band); break;
+    case 2: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 2, in_w, band); break;
+    case 3: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 3, in_w, band); break;
+    case 4: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 4, in_w, band); break;
+    case 5: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 5, in_w, band); break;
+    case 6: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 6, in_w, band); break;
+    case 7: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 7, in_w, band); break;
+    case 8: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, 8, in_w, band); break;
+    default: horizontal8(src, stride, rows, dst, w, bx, kx, ksx, taps, in_w, band); break;
     }
 }
 
@@ -271,7 +413,7 @@ static int resample(struct job *j) {
     filter_for(j->filter, &f);
     int *bx = NULL, *by = NULL;
     int32_t *kx = NULL, *ky = NULL;
-    uint8_t *tmp = NULL;
+    uint8_t *tmp = NULL, *band = NULL;
     int32_t *acc = NULL;
     int rc = -1;
     const int need_h = j->out_w != j->in_w || j->box[0] != 0 || j->box[2] != j->out_w;
@@ -291,6 +433,8 @@ static int resample(struct job *j) {
     if (need_v && !(ksy = coeffs(j->in_h, j->box[1], j->box[3], j->out_h, &f, &by, &ky)))
         goto done;
     const size_t out_w = (size_t)j->out_w, in_w = (size_t)j->in_w;
+    if (need_h && (band = malloc((in_w + out_w) * 8)) == NULL)
+        goto done;
     if (need_h && need_v && h_first) {
         /* only the source rows the vertical pass reads */
         int first = by[0], last = by[2 * (j->out_h - 1)] + by[2 * (j->out_h - 1) + 1];
@@ -302,7 +446,7 @@ static int resample(struct job *j) {
         if (tmp == NULL || acc == NULL)
             goto done;
         horizontal_pass(j->src + (size_t)first * j->stride, j->stride, rows, tmp, out_w, bx, kx,
-                        ksx, taps);
+                        ksx, taps, in_w, band);
         vertical_pass(tmp, out_w, j->dst, out_w, j->out_h, by, ky, ksy, acc);
     } else if (need_h && need_v) {
         tmp = malloc((size_t)j->out_h * in_w + 1);
@@ -310,9 +454,10 @@ static int resample(struct job *j) {
         if (tmp == NULL || acc == NULL)
             goto done;
         vertical_pass(j->src, j->stride, tmp, in_w, j->out_h, by, ky, ksy, acc);
-        horizontal_pass(tmp, in_w, (size_t)j->out_h, j->dst, out_w, bx, kx, ksx, taps);
+        horizontal_pass(tmp, in_w, (size_t)j->out_h, j->dst, out_w, bx, kx, ksx, taps, in_w, band);
     } else if (need_h) {
-        horizontal_pass(j->src, j->stride, (size_t)j->out_h, j->dst, out_w, bx, kx, ksx, taps);
+        horizontal_pass(j->src, j->stride, (size_t)j->out_h, j->dst, out_w, bx, kx, ksx, taps, in_w,
+                        band);
     } else if (need_v) {
         if ((acc = malloc(sizeof(int32_t) * in_w)) == NULL)
             goto done;
@@ -328,6 +473,7 @@ done:
     free(kx);
     free(ky);
     free(tmp);
+    free(band);
     free(acc);
     return rc;
 }
@@ -378,7 +524,25 @@ static PyObject *resample_plane(PyObject *self, PyObject *args, PyObject *kwargs
     return result;
 }
 
+static PyObject *rows_in_avx2(PyObject *self, PyObject *args) {
+    int on = -1;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "|p", &on))
+        return NULL;
+#ifdef HAVE_AVX2_ROWS
+    if (on >= 0)
+        avx2_rows = on && __builtin_cpu_supports("avx2");
+    return PyBool_FromLong(avx2_rows);
+#else
+    return PyBool_FromLong(0);
+#endif
+}
+
 static PyMethodDef methods[] = {
+    {"avx2", rows_in_avx2, METH_VARARGS,
+     "avx2([on]) -> bool\n\n"
+     "Whether the horizontal pass runs in AVX2 (where the CPU has it); ``on`` False takes the\n"
+     "portable one, for the tests to compare both with Pillow."},
     {"resample", (PyCFunction)(void (*)(void))resample_plane, METH_VARARGS | METH_KEYWORDS,
      "resample(src, width, height, stride, box, size, filter) -> bytes\n\n"
      "The ``box`` (x0, y0, x1, y1) of a ``width`` x ``height`` 8-bit plane whose rows are\n"
@@ -394,4 +558,9 @@ static struct PyModuleDef module = {
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__resample(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__resample(void) {
+#ifdef HAVE_AVX2_ROWS
+    avx2_rows = __builtin_cpu_supports("avx2");
+#endif
+    return PyModule_Create(&module);
+}

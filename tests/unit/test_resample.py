@@ -4,6 +4,7 @@ for every filter, box, scale up or down and row stride; bad arguments refused.""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
@@ -19,9 +20,15 @@ R = Image.Resampling
 FILTERS = [R.BILINEAR, R.BICUBIC, R.LANCZOS, R.BOX, R.HAMMING]
 
 
-@pytest.fixture(scope="module")
-def resample() -> ModuleType:
-    return require(planes._resample, "_resample", "a C compiler")
+@pytest.fixture(scope="module", params=["avx2", "portable"])
+def resample(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """Both horizontal passes: AVX2 (where the CPU has none, the portable one again), and
+    the portable one."""
+    mod = require(planes._resample, "_resample", "a C compiler")
+    had = mod.avx2()
+    assert mod.avx2(request.param == "avx2") == (had and request.param == "avx2")
+    yield mod
+    mod.avx2(had)
 
 
 PLANE = samples.scene((301, 203)).convert("L")  # detail at every scale, odd both ways
