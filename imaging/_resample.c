@@ -22,9 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
+#include "_transpose8.h" /* and emmintrin.h where there is SSE2 */
 
 #define PRECISION_BITS (32 - 8 - 2)
 
@@ -250,26 +248,15 @@ static void interleave8(const uint8_t *src, size_t stride, size_t in_w, uint8_t 
 /* interleave8 undone: band[x * 8 + i] back to row i (rows ``stride`` apart) of ``w``. */
 static void deinterleave8(const uint8_t *band, size_t w, uint8_t *dst, size_t stride) {
     size_t x = 0;
-#if defined(__SSE2__)
     for (; x + 8 <= w; x += 8) {
-        /* an 8x8 byte transpose (as _jpegenc.c transpose8): eight columns of the eight
-         * rows in, eight bytes of each row out */
-        __m128i a[8];
-        for (int k = 0; k < 8; k++)
-            a[k] = _mm_loadl_epi64((const __m128i *)(const void *)(band + (x + (size_t)k) * 8));
-        __m128i t0 = _mm_unpacklo_epi8(a[0], a[1]), t1 = _mm_unpacklo_epi8(a[2], a[3]);
-        __m128i t2 = _mm_unpacklo_epi8(a[4], a[5]), t3 = _mm_unpacklo_epi8(a[6], a[7]);
-        __m128i u0 = _mm_unpacklo_epi16(t0, t1), u1 = _mm_unpackhi_epi16(t0, t1);
-        __m128i u2 = _mm_unpacklo_epi16(t2, t3), u3 = _mm_unpackhi_epi16(t2, t3);
-        __m128i v[4] = {_mm_unpacklo_epi32(u0, u2), _mm_unpackhi_epi32(u0, u2),
-                        _mm_unpacklo_epi32(u1, u3), _mm_unpackhi_epi32(u1, u3)};
-        for (int j = 0; j < 4; j++) {
-            _mm_storel_epi64((__m128i *)(void *)(dst + (size_t)(2 * j) * stride + x), v[j]);
-            _mm_storel_epi64((__m128i *)(void *)(dst + (size_t)(2 * j + 1) * stride + x),
-                             _mm_srli_si128(v[j], 8));
+        const unsigned char *cols[8];
+        unsigned char *rows[8];
+        for (int k = 0; k < 8; k++) {
+            cols[k] = band + (x + (size_t)k) * 8; /* column x + k: its eight rows */
+            rows[k] = dst + (size_t)k * stride + x;
         }
+        transpose8(cols, rows);
     }
-#endif
     for (; x < w; x++)
         for (int i = 0; i < 8; i++)
             dst[(size_t)i * stride + x] = band[x * 8 + i];
