@@ -217,7 +217,14 @@ def _background(app: faust.App, rt: WorkerRuntime) -> None:
     def assignment() -> set[Any]:
         return set(app.consumer.assignment())
 
+    def rejoin() -> None:
+        # aiokafka's coordinator lives on faust's consumer thread: ask it there
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        coordinator = thread._ensure_consumer()._coordinator
+        thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
     rt.assignment = assignment
+    rt.rejoin = rejoin
 
     async def watch() -> None:
         await rt.watch(assignment)

@@ -36,6 +36,7 @@ from ..pauses import Pause, PauseTail
 from ..settings import KafkaSettings
 from ..topics import Job, Topics
 from .gate import PriorityGate
+from .stall import Stall
 
 log = logging.getLogger("streams.worker")
 
@@ -115,6 +116,8 @@ class WorkerRuntime:
         self.latency = heartbeat.LatencySketch()
         self.assignment: Callable[[], set[Any]] = set
         self.operator_paused: dict[Job, Pause] = {}  # job -> its operator's pause
+        self.stall = Stall()
+        self.rejoin: Callable[[], None] = lambda: None  # the app binds its consumer's
 
     # -- jobs ---------------------------------------------------------------------------
     @asynccontextmanager
@@ -213,11 +216,26 @@ class WorkerRuntime:
                     continue  # broker slow or away: decide next time
                 lags, _ = got
                 self._apply_priority(lags)
+                self._check_stall(lags)
                 if (self.limits.stop_when_empty and self.in_flight == 0
                         and sum(lags.values()) == 0):
                     self.request_stop("--stop-when-empty: no lag on the assigned partitions")
         finally:
             lag_reader.close()
+
+    def _check_stall(self, lags: dict[tuple[str, int], int]) -> None:
+        """Records waiting on job topics nothing holds back, and no job taken (stall.py)."""
+        watched = ({self.topics.job(j) for j in self.jobs} - self.paused
+                   - {self.topics.job(j) for j in self.operator_paused})
+        waiting = sum(lag for (topic, _), lag in lags.items() if topic in watched)
+        if self.stall.check(time.monotonic(), waiting, self.in_flight, self.done):
+            log.error("%d record(s) wait on this worker's partitions and none was taken for "
+                      "%.0f s: rejoining the group for a new assignment", waiting,
+                      self.stall.after_s)
+            try:
+                self.rejoin()
+            except Exception as exc:  # noqa: BLE001 - the watch must go on (limits, priority)
+                log.error("could not ask for a rejoin: %s", exc)
 
     def _check_limits(self) -> None:
         lim = self.limits
