@@ -256,7 +256,7 @@ struct plane {
  * and row (as libjpeg pads RGB input). A turn that swaps the axes goes by 8x8 blocks, 64
  * source columns at a time, so that the rows written to stay in the cache. */
 #define TILE 64
-#define PREFETCH_ROWS 8
+#define PREFETCH_ROWS 16
 static void turn_plane(struct plane *pl, int o) {
     const int w = pl->w, h = pl->h;
     const size_t st = pl->stride;

@@ -19,7 +19,6 @@
 #if HAVE_OWN_SCANS
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <jerror.h>
@@ -56,7 +55,7 @@ struct blocks {
     uint64_t *nz;   /* per block: bit k set where zigzag coefficient k (1..63) is not 0 */
     uint32_t *at;   /* per block: where its nonzero AC coefficients start in coder.vals */
     int16_t *dc;
-    JDIMENSION across, down;
+    JDIMENSION across;
     int last_dc;    /* counting the DC scan as the blocks come */
     int bands;      /* the AC scans of this component: */
     int band_scan[MAX_BANDS];
@@ -648,8 +647,7 @@ void progressive_install(j_compress_ptr cinfo, const jpeg_scan_info *scans, int 
         const jpeg_component_info *comp = cinfo->cur_comp_info[ci];
         struct blocks *b = &c->comp[comp->component_index];
         b->across = cinfo->MCUs_per_row * (JDIMENSION)comp->MCU_width;
-        b->down = cinfo->MCU_rows_in_scan * (JDIMENSION)comp->MCU_height;
-        size_t n = (size_t)b->across * b->down;
+        size_t n = (size_t)b->across * cinfo->MCU_rows_in_scan * (size_t)comp->MCU_height;
         all += n;
         b->nz = (uint64_t *)pooled(cinfo, n * sizeof(uint64_t));
         b->at = (uint32_t *)pooled(cinfo, n * sizeof(uint32_t));
