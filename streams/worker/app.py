@@ -12,7 +12,7 @@ import signal
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from ..topics import Job, Topics
 from .commits import install as install_commit_retry
 from .deliveries import DeliveryLedger
 from .jobs import enhance, ingest, preview
-from .runner import Handler, JobRunner, Record, Services, worker_id
+from .runner import Finish, Handler, JobRunner, Record, Services, worker_id
 from .runtime import Limits, WorkerRuntime
 
 log = logging.getLogger("streams.app")
@@ -194,23 +194,52 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
     topic = raw_topic(app, topic_name)
 
     async def agent(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            rec = to_record(event)
-            # faust acks the current event when the agent is cancelled (shutdown, a job
-            # limit): hold a reference so an interrupted wait or job is redelivered, not lost.
-            event.message.incref()
-            if retrying:
-                await _wait_not_before(rec, runner.s.settings.worker.backoff_max_s)
-            where = (rec.topic, rec.partition, rec.offset, (rec.key or b"").decode("utf-8", "replace"))
-            async with rt.slot(runner.job, where) as slot:
-                outcome = await runner.process(rec, slot)
-            event.message.decref()  # done: let faust's ack through
-            if outcome is Outcome.OK and runner.job is Job.PREVIEW:
-                rt.latency.add(time.time() - _origin_ms(rec) / 1000)
+        # The last record's finish (its acks awaited, or its failure routed) runs while
+        # this actor counts and runs the next one: at most one pending, so the broker's
+        # round trips of one job overlap the next instead of adding to it.
+        pending: asyncio.Task[None] | None = None
+        try:
+            async for event in stream.events():
+                rec = to_record(event)
+                # faust acks the current event when the agent is cancelled (shutdown, a job
+                # limit) and when it takes the next one: hold a reference until the record
+                # has its outcome, so an interrupted wait, job or finish is redelivered.
+                event.message.incref()
+                if retrying:
+                    await _wait_not_before(rec, runner.s.settings.worker.backoff_max_s)
+                where = (rec.topic, rec.partition, rec.offset,
+                         (rec.key or b"").decode("utf-8", "replace"))
+                async with rt.slot(runner.job, where) as slot:
+                    finish = await runner.start(rec, slot)
+                    release = rt.hold()  # no await from here to the task's callback
+                last, pending = pending, asyncio.ensure_future(
+                    _finish(runner, rt, event, rec, finish))
+                pending.add_done_callback(_released_by(release))
+                if last is not None:
+                    await last
+            if pending is not None:
+                await pending
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()  # stopping: its record stays pinned and is redelivered
 
     app.agent(
         topic, name=f"{topic_name}-agent", concurrency=runner.s.settings.worker.concurrency
     )(agent)
+
+
+def _released_by(release: Callable[[], None]) -> Callable[[asyncio.Future[None]], None]:
+    return lambda _: release()
+
+
+async def _finish(runner: JobRunner, rt: WorkerRuntime, event: EventT[bytes], rec: Record,
+                  finish: Finish) -> None:
+    outcome = await finish()
+    # the last reference, whether the stream has dropped its own yet or not: this ack is
+    # what marks the offset safe to commit
+    event.ack()
+    if outcome is Outcome.OK and runner.job is Job.PREVIEW:
+        rt.latency.add(time.time() - _origin_ms(rec) / 1000)
 
 
 def _background(app: faust.App, rt: WorkerRuntime) -> None:

@@ -132,6 +132,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+Finish = Callable[[], Awaitable[Outcome]]
+
+
 class JobRunner:
     def __init__(self, job: Job, handler: Handler, services: Services, sender: Sender) -> None:
         self.job = job
@@ -144,6 +151,15 @@ class JobRunner:
         """Handle one record end to end; returns the outcome, never raises (but cancellation).
 
         A job past its timeout leaves its still-running thread in ``slot``."""
+        finish = await self.start(rec, slot)
+        return await finish()
+
+    async def start(self, rec: Record, slot: Slot | None = None) -> Finish:
+        """Count the delivery, run the job and queue the records it owes; returns the step
+        that finishes the record: wait for the broker's acknowledgments (or route the
+        failure) and log. The agent runs the next record meanwhile (app._register), so one
+        job's acks share a round trip with the next one's count. Never raises (but
+        cancellation): a failure here is routed by the finish step."""
         start = time.perf_counter()
         event: JobEvent | None = None
         uuid = (rec.key or b"").decode("utf-8", "replace")
@@ -165,21 +181,37 @@ class JobRunner:
             attempt = state.prior_attempts + 1
             sent = [await self.sender.send(out.topic, out.key, out.value) for out in result.outputs]
             sent += await self._trace(event, result.attempts, attempt, rec)
-            # The commit rule: the job counts as done only once the broker holds every
-            # record it owes; a refusal is a failure like any other, routed to retry.
-            await confirm(sent)
         except asyncio.CancelledError:
             raise  # shutdown: not acked, redelivered to whoever takes the partition
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             failure = Failure.of(rec, exc, state, started=start, event=event, uuid=uuid)
-            outcome = await self._route(failure)
+            run_ms = _ms_since(start)
+            return lambda: self._fail(failure, run_ms)
+        run_ms = _ms_since(start)
+
+        async def finish() -> Outcome:
+            # The commit rule: the job counts as done only once the broker holds every
+            # record it owes; a refusal is a failure like any other, routed to retry.
+            try:
+                await confirm(sent)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                return await self._fail(Failure.of(rec, exc, state, started=start, event=event,
+                                                   uuid=uuid), run_ms)
             await self._forget_delivery(rec)
-            self._log(rec, uuid, failure.attempt, start, outcome, error=exc)
-            return outcome
-        await self._forget_delivery(rec)
-        self.s.stats["processed"] += 1
-        self._log(rec, uuid, attempt, start, Outcome.OK, note=result.note)
-        return Outcome.OK
+            self.s.stats["processed"] += 1
+            self._log(rec, uuid, attempt, start, Outcome.OK, note=result.note, run_ms=run_ms)
+            return Outcome.OK
+
+        return finish
+
+    async def _fail(self, failure: Failure, run_ms: float) -> Outcome:
+        outcome = await self._route(failure)
+        await self._forget_delivery(failure.record)
+        self._log(failure.record, failure.uuid, failure.attempt, failure.started, outcome,
+                  error=failure.error, run_ms=run_ms)
+        return outcome
 
     async def _count_delivery(self, rec: Record) -> int:
         """Count this delivery durably before the job starts; returns the count, this one
@@ -348,13 +380,17 @@ class JobRunner:
 
     def _log(
         self, rec: Record, uuid: str, attempt: int, start: float, outcome: Outcome,
-        error: Exception | None = None, note: str = "",
+        error: Exception | None = None, note: str = "", run_ms: float | None = None,
     ) -> None:
+        # duration_ms: until the outcome (acks included); run_ms: until the job slot was
+        # free again (count, job, records queued), the rest overlapping the next record
         fields: dict[str, object] = {
             "job": self.job.value, "uuid": uuid, "topic": rec.topic, "partition": rec.partition,
             "offset": rec.offset, "attempt": attempt, "outcome": outcome,
-            "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+            "duration_ms": round(_ms_since(start), 1),
         }
+        if run_ms is not None:
+            fields["run_ms"] = round(run_ms, 1)
         if error is not None:
             fields["error"] = f"{type(error).__name__}: {error}"[:500]
         if note:

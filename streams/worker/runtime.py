@@ -101,6 +101,7 @@ class WorkerRuntime:
         self.started_wall_ms = int(time.time() * 1000)
         self.done = 0
         self.in_flight = 0
+        self.finishing = 0  # records whose job ran, awaiting the broker's acks (hold())
         self.exit_code = EXIT_OK
         self.stop_reason: str | None = None
         self._idle = asyncio.Event()
@@ -138,8 +139,7 @@ class WorkerRuntime:
             self.running.pop(job_id, None)
             self.in_flight -= 1
             self.done += 1
-            if self.in_flight == 0:
-                self._idle.set()
+            self._maybe_idle()
             thread = held.thread
             if thread is not None and not thread.done():
                 self._keep_until_done(prio, thread)
@@ -147,6 +147,32 @@ class WorkerRuntime:
                 self.gate.release(prio)
             if self.limits.max_jobs is not None and self.done >= self.limits.max_jobs:
                 self.request_stop(f"--max-jobs {self.limits.max_jobs} reached")
+
+    def hold(self) -> Callable[[], None]:
+        """A record whose job leaves its slot with its acks still awaited: the worker is
+        not idle until the returned release is called, so a graceful stop, --once and
+        --stop-when-empty wait for its outcome. Take it inside the slot: the slot's exit
+        would otherwise count the worker idle first."""
+        self.finishing += 1
+        self._idle.clear()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.finishing -= 1
+                self._maybe_idle()
+
+        return release
+
+    @property
+    def idle(self) -> bool:
+        return self._idle.is_set()
+
+    def _maybe_idle(self) -> None:
+        if self.in_flight == 0 and self.finishing == 0:
+            self._idle.set()
 
     def _keep_until_done(self, prio: int, thread: Future[Any]) -> None:
         """A job past its timeout was routed, but its thread runs on (threads cannot be
@@ -217,7 +243,7 @@ class WorkerRuntime:
                 lags, _ = got
                 self._apply_priority(lags)
                 self._check_stall(lags)
-                if (self.limits.stop_when_empty and self.in_flight == 0
+                if (self.limits.stop_when_empty and self.idle
                         and sum(lags.values()) == 0):
                     self.request_stop("--stop-when-empty: no lag on the assigned partitions")
         finally:
@@ -228,7 +254,8 @@ class WorkerRuntime:
         watched = ({self.topics.job(j) for j in self.jobs} - self.paused
                    - {self.topics.job(j) for j in self.operator_paused})
         waiting = sum(lag for (topic, _), lag in lags.items() if topic in watched)
-        if self.stall.check(time.monotonic(), waiting, self.in_flight, self.done):
+        if self.stall.check(time.monotonic(), waiting, self.in_flight + self.finishing,
+                            self.done):
             log.error("%d record(s) wait on this worker's partitions and none was taken for "
                       "%.0f s: rejoining the group for a new assignment", waiting,
                       self.stall.after_s)

@@ -43,6 +43,8 @@ class MemoryProducer:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.arrived = asyncio.Event()
+        self.held_topics: set[str] = set()
+        self.held: list[asyncio.Future[None]] = []  # acks of held topics, in send order
 
     async def maybe_start(self) -> None:
         pass
@@ -52,7 +54,10 @@ class MemoryProducer:
         self.sent.append(Sent(topic, key, value, partition, dl.headers_to_dict(headers)))
         self.arrived.set()
         delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delivery.set_result(None)
+        if topic in self.held_topics:
+            self.held.append(delivery)  # the test answers it
+        else:
+            delivery.set_result(None)
         return delivery
 
     def to(self, topic: str) -> list[Sent]:
@@ -81,11 +86,12 @@ class Worker:
 def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Worker]]:
     made: list[Worker] = []
 
-    def make(handler: Callable[[Any, Services], JobResult]) -> Worker:
+    def make(handler: Callable[[Any, Services], JobResult], concurrency: int = 2) -> Worker:
         monkeypatch.setitem(app_module.HANDLERS, Job.PREVIEW, handler)
         settings = Settings(
             kafka={"bootstrap_servers": "127.0.0.1:1"},  # type: ignore[arg-type]
-            worker={"tries": 3, "backoff_base_s": 0.01, "timeout_s": 5},  # type: ignore[arg-type]
+            worker={"tries": 3, "backoff_base_s": 0.01, "timeout_s": 5,  # type: ignore[arg-type]
+                    "concurrency": concurrency},
             storage={"root": tmp_path},  # type: ignore[arg-type]
         )
         topics = Topics.from_settings(settings.kafka)
@@ -116,6 +122,26 @@ UPLOAD = UploadReceived(uuid=UID, path="uploads/x.jpg", original_filename="x.jpg
 
 def agent_of(w: Worker, topic: str) -> Any:
     return w.app.agents[f"{topic}-agent"]
+
+
+def as_from_a_topic(agent: Any) -> None:
+    """Give each message the test context puts one reference, as faust's conductor gives a
+    message fetched from a topic one per channel: the stream's ack then drops that one, and
+    only the last reference marks the offset safe to commit (here: ``message.acked``)."""
+    to_message = agent.to_message
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        message = to_message(*args, **kwargs)
+        message.incref()
+        return message
+
+    agent.to_message = counted
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.005)
 
 
 async def test_the_agent_runs_the_handler_and_publishes_what_the_job_owes(
@@ -191,6 +217,50 @@ async def test_a_failing_handler_is_routed_and_the_agent_keeps_going(
         [Outcome.RETRY, Outcome.DEAD_LETTER, Outcome.DEAD_LETTER]
     assert w.services.stats["retried"] == 1 and w.services.stats["dead_lettered"] == 2
     assert w.services.stats["processed"] == 1 and w.runtime.done == 4
+
+
+async def test_the_next_job_runs_while_the_last_records_acks_are_awaited_and_acks_wait_for_them(
+    worker: Callable[..., Worker],
+) -> None:
+    """Concurrency 1: the broker's acknowledgments of what a job owes are awaited while the
+    next record is counted and run (one round trip less per job), and yet no record is
+    acked before its own records are acknowledged; a refused one is routed to retry first.
+    The worker is not idle (a graceful stop waits) while acks are outstanding."""
+    uids = ["1b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b", "2b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"]
+    ran: list[str] = []
+
+    def handler(event: Any, s: Services) -> JobResult:
+        ran.append(event.uuid)
+        return JobResult(outputs=[Output("images", event.uuid.encode(), b"{}")])
+
+    w = worker(handler, concurrency=1)
+    w.producer.held_topics.add("images")
+    job_topic = w.topics.job(Job.PREVIEW)
+    async with agent_of(w, job_topic).test_context() as agent:
+        as_from_a_topic(agent)
+        events = [await agent.put(key=u.encode(), value=UploadReceived(
+            uuid=u, path="uploads/x.jpg", original_filename="x.jpg", size=1).model_dump_json().encode(),
+            partition=2, wait=False) for u in uids]
+        # the second job ran, its output queued, while the first one's ack is held
+        await w.producer.wait_for("images", 2)
+        assert ran == uids
+        assert not any(e.message.acked for e in events)
+        assert not w.runtime.idle
+        first, second = w.producer.held
+        second.set_result(None)
+        await asyncio.sleep(0.05)
+        assert not events[0].message.acked, "acked before its own output was acknowledged"
+        first.set_exception(RuntimeError("broker refused the images record"))
+        await until(lambda: all(e.message.acked for e in events))
+        [r] = w.producer.to(w.topics.retry(Job.PREVIEW))
+        assert r.key == uids[0].encode()
+        assert r.headers[dl.H_LAST_ERROR].startswith("DeliveryFailed")
+        await until(lambda: w.runtime.idle)
+        assert agent._crash_reason is None
+
+    assert w.services.stats["processed"] == 1 and w.services.stats["retried"] == 1
+    # each record's count went out before its job, and each count is cleared
+    assert sorted(s.value or b"-" for s in w.producer.to(w.topics.deliveries)) == [b"-", b"-", b"1", b"1"]
 
 
 def _trace_types(sent: list[Sent]) -> list[str]:
