@@ -248,7 +248,8 @@ def report(n: int, alone: list[float], cpu: list[float], faults: list[int], rnd:
     # run_ms: the job's hold on the worker (count, job thread, records queued); its acks
     # are awaited behind the next job (duration_ms to the outcome)
     job_ms = statistics.fmean(float(r["run_ms"]) for r in ok) if ok else float("nan")  # type: ignore[arg-type]
-    acks_ms = statistics.fmean(float(r["duration_ms"]) - float(r["run_ms"]) for r in ok) if ok else float("nan")  # type: ignore[arg-type]
+    acks_ms = statistics.fmean(float(r["duration_ms"]) - float(r["run_ms"])  # type: ignore[arg-type]
+                               for r in ok) if ok else float("nan")
     imaging_ms = (by_type["preview_extraction"] + by_type["thumbnail_generation"]) / n
     storage_ms = by_type["storage"] / n
     print(f"imaging only (inline):   {per_inline:7.1f} ms/image  {1000 / per_inline:6.2f} images/s  "

@@ -470,11 +470,12 @@ class LagReader:
         try:
             parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
             committed = self._c.committed(parts, timeout=self.timeout)
+            marks = kafka.watermarks(self._c, [(p.topic, p.partition) for p in committed],
+                                     self.timeout)
             out: dict[tuple[str, int], int] = {}
             starts: dict[tuple[str, int], int] = {}
             for p in committed:
-                lo, hi = self._c.get_watermark_offsets(TopicPartition(p.topic, p.partition),
-                                                       timeout=self.timeout, cached=False)
+                lo, hi = marks[(p.topic, p.partition)]
                 out[(p.topic, p.partition)] = kafka.lag(lo, hi, p.offset)
                 starts[(p.topic, p.partition)] = kafka.position(lo, p.offset)
             return out, starts

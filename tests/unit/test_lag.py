@@ -34,6 +34,11 @@ class FakeConsumer:
     def get_watermark_offsets(self, tp: Any, timeout: float, cached: bool = False) -> tuple[int, int]:
         return self.wm
 
+    def offsets_for_times(self, tps: list[Any], timeout: float) -> list[Any]:
+        # the worker's lag check asks all partitions at once: -2 the log start, -1 its end
+        return [NS(topic=tp.topic, partition=tp.partition, error=None,
+                   offset=self.wm[0] if tp.offset == -2 else self.wm[1]) for tp in tps]
+
     def list_topics(self, topic: str, timeout: float) -> Any:
         return NS(topics={topic: NS(error=None, partitions={0: None})})
 

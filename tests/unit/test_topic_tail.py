@@ -43,10 +43,14 @@ class FakeConsumer:
             topics[t].partitions[p] = object()
         return NS(brokers={1: object()}, topics=topics)
 
-    def get_watermark_offsets(self, tp: Any, timeout: float, cached: bool = False) -> tuple[int, int]:
+    def offsets_for_times(self, tps: list[Any], timeout: float) -> list[Any]:
+        """ListOffsets as the broker reads it: -2 the log start, -1 the log end."""
         if self.fail is not None:
             raise self.fail
-        return self.begin, len(self.logs[(tp.topic, tp.partition)])
+        assert all(tp.offset in (-2, -1) for tp in tps)
+        return [NS(topic=tp.topic, partition=tp.partition, error=None,
+                   offset=self.begin if tp.offset == -2 else len(self.logs[(tp.topic, tp.partition)]))
+                for tp in tps]
 
     def assign(self, tps: list[Any]) -> None:
         self.assigns.append([(tp.topic, tp.partition, tp.offset) for tp in tps])
