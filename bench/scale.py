@@ -13,7 +13,8 @@ UUIDs leaves one worker 10-20% more than the other, and the measure would be the
 luck. By default (``--spread even``) the UUIDs are drawn so that every partition gets its
 share, which measures the workers; ``--spread random`` takes uuid4 as it falls. Each
 two-worker round prints its split and the bound it sets (uploads / the busier worker's
-share). Prints
+share). Each round also prints where the machine's CPU went per image (the workers, this
+script, the rest: the broker and anything else, and idle time). Prints
 images/s both ways and, last, ``ratio: N.NN`` (two workers / one). On 2 cores the ideal is
 2.0, less what the broker and this script take of them.
 """
@@ -29,6 +30,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +68,36 @@ def even_uuids(n: int, partitions: int) -> list[str]:
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+@dataclass
+class Split:
+    """Where a round's CPU went, in ms per image: the workers, this script, the rest of the
+    machine (the broker, anything else), and the cores' idle time."""
+
+    workers: float
+    bench: float
+    rest: float
+    idle: float
+
+    def __str__(self) -> str:
+        return (f"CPU ms/image: workers {self.workers:.1f}, bench {self.bench:.1f}, "
+                f"rest of the machine (broker) {self.rest:.1f}, idle {self.idle:.1f}")
+
+
 def run(workers: int, n: int, src: Path, base: Path, bootstrap: str,
-        even: bool) -> tuple[float, list[int]]:
-    """images/s, and the uploads each worker was given."""
+        even: bool) -> tuple[float, list[int], Split]:
+    """images/s, the uploads each worker was given, and where the CPU went."""
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
     settings = Settings(kafka={"bootstrap_servers": bootstrap, "topic_prefix": prefix,  # type: ignore[arg-type]
                                "group_id": f"{prefix}group", "partitions": 12},
@@ -94,6 +123,8 @@ def run(workers: int, n: int, src: Path, base: Path, bootstrap: str,
             time.sleep(0.5)
         time.sleep(2)  # let the last rebalance settle
         held = group_assignment(settings, topics.job(Job.PREVIEW))
+        w0, b0, (busy0, total0) = sum(proc_cpu_s(p.pid) for p in procs), time.process_time(), \
+            machine_jiffies()
         start = time.perf_counter()
         with EventProducer(settings.kafka) as p:
             for ev in events:
@@ -105,8 +136,15 @@ def run(workers: int, n: int, src: Path, base: Path, bootstrap: str,
             time.sleep(0.05)
             waiting = [e for e in waiting if not st.preview_path(e.uuid).exists()]
         rate = n / (time.perf_counter() - start)
+        tick = os.sysconf("SC_CLK_TCK")
+        busy1, total1 = machine_jiffies()
+        worker_s = sum(proc_cpu_s(p.pid) for p in procs) - w0
+        bench_s = time.process_time() - b0
+        busy_s, total_s = (busy1 - busy0) / tick, (total1 - total0) / tick
+        split = Split(*(1000 * x / n for x in (worker_s, bench_s, busy_s - worker_s - bench_s,
+                                               total_s - busy_s)))
         per_partition = Counter(partition_for(ev.key, 12) for ev in events)
-        return rate, [sum(per_partition[q] for q in parts) for parts in held]
+        return rate, [sum(per_partition[q] for q in parts) for parts in held], split
     finally:
         for proc in procs:
             proc.terminate()
@@ -133,15 +171,15 @@ def main() -> None:
         ones: list[float] = []
         twos: list[float] = []
         for r in range(args.rounds):
-            one, _ = run(1, args.images, src, base, args.bootstrap, args.spread == "even")
+            one, _, cpu = run(1, args.images, src, base, args.bootstrap, args.spread == "even")
             ones.append(one)
-            print(f"round {r + 1}: 1 worker : {one:6.2f} images/s")
-            two, split = run(2, args.images, src, base, args.bootstrap, args.spread == "even")
+            print(f"round {r + 1}: 1 worker : {one:6.2f} images/s  ({cpu})")
+            two, split, cpu = run(2, args.images, src, base, args.bootstrap, args.spread == "even")
             twos.append(two)
             busier = max(split, default=0)
             bound = args.images / busier if busier else float("nan")
             print(f"round {r + 1}: 2 workers: {two:6.2f} images/s  (split "
-                  f"{'/'.join(map(str, split))}: at most {bound:.2f}x one)")
+                  f"{'/'.join(map(str, split))}: at most {bound:.2f}x one; {cpu})")
         one, two = statistics.median(ones), statistics.median(twos)
         print(f"1 worker : {one:6.2f} images/s (median)")
         print(f"2 workers: {two:6.2f} images/s (median)")
