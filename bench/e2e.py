@@ -10,18 +10,18 @@ uploads. Imaging-only is ``Imager.preview`` on the staged files in this process,
 another, in ``--slices`` + 1 slices that alternate with the Kafka round's ``--slices`` (each
 slice of uploads published at once, its clock stopped when its previews exist): on a shared
 machine whose load drifts by the minute, both sides then run under the same load. The Kafka
-round has its own topic prefix and group; one worker process
-(``--concurrency 1``, preview topic only) has joined and done one untimed upload before the
-clock starts (as inline is warmed); the clock stops when every preview exists. Where the
-difference goes, per job: the worker's own job time (its
-log line's run_ms: delivery count, the job thread, its records queued; their acks are awaited
-while the next job runs, duration_ms - run_ms) split by
-the job's trace rows into imaging (preview_extraction, thumbnail_generation) and storage
-writes; the rest of each job is the broker round trips; what is outside the jobs (fetch, the
-job gate, offset commits, the event loop) is wall time minus job time. Prints images/s both
-ways, the split, CPU per image by thread (the event loop on the worker's main thread, the
-job thread, librdkafka's), minor page faults per image both ways (a job thread whose malloc
-arena hands image buffers back faults them in again each job: runtime.keep_freed_memory),
+round has its own topic prefix and group; one worker process (``--concurrency 1``, preview
+topic only) has joined and done one untimed upload before the clock starts (as inline is
+warmed); the clock stops when every preview exists. Where the difference goes, per job: the
+worker's own job time (its log line's run_ms: delivery count, the job thread, its records
+queued) split by the job's trace rows into imaging (preview_extraction,
+thumbnail_generation) and the rest (the count's round trip, the thread hop); the storage
+writes (timed by their trace) and the broker's acks run while the next job does
+(duration_ms - run_ms); what is outside the jobs (fetch, the job gate, offset commits, the
+event loop) is wall time minus job time. Prints images/s both ways, the split, CPU per image
+by thread (the event loop on the worker's main thread, the job thread, the I/O thread,
+librdkafka's), minor page faults per image both ways (a job thread whose malloc arena hands
+image buffers back faults them in again each job: runtime.keep_freed_memory),
 the worker's peak RSS and, last, ``e2e_ratio: N.NN`` (through Kafka /
 imaging-only; 1.0 would be free).
 """
@@ -260,11 +260,11 @@ def report(n: int, alone: list[float], cpu: list[float], faults: list[int], rnd:
     print("per image, through Kafka:")
     print(f"  imaging in the worker (preview + thumbnail attempts):   {imaging_ms:7.1f} ms "
           f"({imaging_ms - per_inline:+.1f} against inline)")
-    print(f"  storage writes (temp file, fsync, rename):              {storage_ms:7.1f} ms")
-    rest = job_ms - imaging_ms - storage_ms
+    rest = job_ms - imaging_ms
     print(f"  rest of the job (delivery count, thread hop, queueing): {rest:7.1f} ms")
     print(f"  outside the jobs (fetch, gate, commits, event loop):    {per_kafka - job_ms:7.1f} ms")
-    print(f"  (acks awaited alongside the next job, not in the sum:   {acks_ms:7.1f} ms)")
+    print(f"  alongside the next job, not in the sum: storage writes (temp file, fsync, rename) "
+          f"{storage_ms:.1f} ms, then the acks {acks_ms - storage_ms:.1f} ms")
     print(f"trace rows: {len(traces)} ({len(traces) / n:.1f} per image); no metadata in a preview job "
           f"(the ingest job extracts it)")
     # CPU time, unlike wall time, does not depend on what else the machine runs meanwhile

@@ -87,6 +87,8 @@ def worker(ctx: Ctx, topic_list: str, concurrency: int | None, timeout: float | 
         pass
     finally:
         services.executor.shutdown(wait=False, cancel_futures=True)
+        if services.io is not None:
+            services.io.shutdown(wait=False, cancel_futures=True)
     if runtime.stop_reason is None:
         # Nobody asked it to stop (signal, limit, restart): faust gave up, e.g. the broker
         # went away while it started. Say so, and exit non-zero for the supervisor.

@@ -169,6 +169,7 @@ def create_app(
         imager=Imager(ImagingConfig(**settings.imaging.model_dump())),
         worker_id=worker_id(settings.worker.id),
         executor=ThreadPoolExecutor(settings.worker.concurrency, thread_name_prefix="job"),
+        io=ThreadPoolExecutor(settings.worker.concurrency, thread_name_prefix="io"),
         ledger=DeliveryLedger(k, topics.deliveries, max_deliveries=settings.worker.max_deliveries),
     )
     sender = FaustSender(app)

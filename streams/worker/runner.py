@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from imaging import Attempt, Imager
@@ -58,6 +58,10 @@ class JobResult:
     attempts: list[Attempt] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
     note: str = ""
+    # What the record still owes once the job leaves its slot (the storage writes, whose
+    # fsyncs would leave the core idle): run on the I/O pool while the next job runs, in
+    # the finish step, before its records are published; its attempts join the traces.
+    after: Callable[[], list[Attempt]] | None = None
 
 
 Handler = Callable[[Any, "Services"], JobResult]
@@ -86,6 +90,7 @@ class Services:
     executor: ThreadPoolExecutor
     stats: Counter[str] = field(default_factory=Counter)
     ledger: DeliveryLedger | None = None  # delivery counts; None in unit tests
+    io: ThreadPoolExecutor | None = None  # for JobResult.after; None: the job executor
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,7 @@ class JobRunner:
             uuid = event.uuid
             result = await self._run(event, slot)
             attempt = state.prior_attempts + 1
-            sent = [await self.sender.send(out.topic, out.key, out.value) for out in result.outputs]
-            sent += await self._trace(event, result.attempts, attempt, rec)
+            sent = None if result.after else await self._publish(event, result, attempt, rec)
         except asyncio.CancelledError:
             raise  # shutdown: not acked, redelivered to whoever takes the partition
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
@@ -193,7 +197,9 @@ class JobRunner:
             # The commit rule: the job counts as done only once the broker holds every
             # record it owes; a refusal is a failure like any other, routed to retry.
             try:
-                await confirm(sent)
+                owed = sent if sent is not None else \
+                    await self._publish(event, await self._after(result), attempt, rec)
+                await confirm(owed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -205,6 +211,26 @@ class JobRunner:
             return Outcome.OK
 
         return finish
+
+    async def _publish(self, event: JobEvent | None, result: JobResult, attempt: int,
+                       rec: Record) -> list[Awaitable[Any]]:
+        """Queue the job's outputs and traces; the deliveries to await."""
+        sent = [await self.sender.send(out.topic, out.key, out.value) for out in result.outputs]
+        return sent + await self._trace(event, result.attempts, attempt, rec)
+
+    async def _after(self, result: JobResult) -> JobResult:
+        """The job's deferred part on the I/O pool, within the job's timeout; raises what it
+        raised (a StorageUnavailable is retried like any other failure)."""
+        assert result.after is not None
+        thread = (self.s.io or self.s.executor).submit(result.after)
+        try:
+            more = await asyncio.wait_for(asyncio.wrap_future(thread),
+                                          timeout=self.s.settings.worker.timeout_s)
+        except TimeoutError:
+            # as a job's thread: it finishes in the background, its writes atomic
+            raise JobTimeout(f"the job's writes ran longer than "
+                             f"{self.s.settings.worker.timeout_s:g} s and were abandoned") from None
+        return replace(result, attempts=[*result.attempts, *more], after=None)
 
     async def _fail(self, failure: Failure, run_ms: float) -> Outcome:
         outcome = await self._route(failure)

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from imaging import Attempt
 from streams import headers as dl
-from streams.errors import SourceMissing
+from streams.errors import SourceMissing, StorageUnavailable
 from streams.events import UploadReceived
 from streams.outcomes import DeadLetterReason, Outcome
 from streams.settings import Settings
@@ -261,6 +262,56 @@ async def test_the_next_job_runs_while_the_last_records_acks_are_awaited_and_ack
     assert w.services.stats["processed"] == 1 and w.services.stats["retried"] == 1
     # each record's count went out before its job, and each count is cleared
     assert sorted(s.value or b"-" for s in w.producer.to(w.topics.deliveries)) == [b"-", b"-", b"1", b"1"]
+
+
+async def test_a_jobs_writes_run_while_the_next_job_runs_and_the_record_waits_for_them(
+    worker: Callable[..., Worker],
+) -> None:
+    """Concurrency 1: a job's deferred writes (JobResult.after) run on the I/O pool while
+    the next record's job runs; the record is acked only once they are done and its traces
+    (the writes' own included) acknowledged, and a write that fails is routed to retry."""
+    uids = ["1b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b", "2b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"]
+    ran: list[str] = []
+    writing = threading.Event()
+    may_finish = threading.Event()
+
+    def handler(event: Any, s: Services) -> JobResult:
+        ran.append(event.uuid)
+        first = len(ran) == 1
+
+        def write() -> list[Attempt]:
+            if first:
+                writing.set()
+                assert may_finish.wait(10)
+                raise StorageUnavailable("disk full")
+            return [Attempt("storage", "local_atomic_write", 1, True, 1.0)]
+
+        return JobResult(attempts=[Attempt("preview_extraction", "turbo_decode", 1, True, 2.0)],
+                         after=write)
+
+    w = worker(handler, concurrency=1)
+    job_topic = w.topics.job(Job.PREVIEW)
+    async with agent_of(w, job_topic).test_context() as agent:
+        as_from_a_topic(agent)
+        events = [await agent.put(key=u.encode(), value=UploadReceived(
+            uuid=u, path="uploads/x.jpg", original_filename="x.jpg", size=1).model_dump_json().encode(),
+            partition=2, wait=False) for u in uids]
+        await until(lambda: len(ran) == 2)  # the second job ran while the first one writes
+        assert writing.is_set()
+        assert not events[0].message.acked
+        assert w.producer.to(w.topics.traces) == [], "traced before its writes were done"
+        may_finish.set()
+        await until(lambda: all(e.message.acked for e in events))
+        await until(lambda: w.runtime.idle)
+        assert agent._crash_reason is None
+
+    [r] = w.producer.to(w.topics.retry(Job.PREVIEW))
+    assert r.key == uids[0].encode()
+    assert r.headers[dl.H_LAST_ERROR] == "StorageUnavailable: disk full"
+    traced = [json.loads(t.value or b"{}") for t in w.producer.to(w.topics.traces)]
+    second = [(t["trace_type"], t["method_tried"]) for t in traced if t["image_uuid"] == uids[1]]
+    assert second == [("preview_extraction", "turbo_decode"), ("storage", "local_atomic_write")]
+    assert w.services.stats["processed"] == 1 and w.services.stats["retried"] == 1
 
 
 def _trace_types(sent: list[Sent]) -> list[str]:
