@@ -194,18 +194,22 @@ class JobRunner:
         run_ms = _ms_since(start)
 
         async def finish() -> Outcome:
+            forgotten = False
             # The commit rule: the job counts as done only once the broker holds every
             # record it owes; a refusal is a failure like any other, routed to retry.
             try:
                 owed = sent if sent is not None else \
                     await self._publish(event, await self._after(result), attempt, rec)
+                # The job ran to its end without taking the worker down: its count goes in
+                # the same produce request as its traces (one request less per job).
+                await self._forget_delivery(rec)
+                forgotten = True
                 await confirm(owed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
                 return await self._fail(Failure.of(rec, exc, state, started=start, event=event,
-                                                   uuid=uuid), run_ms)
-            await self._forget_delivery(rec)
+                                                   uuid=uuid), run_ms, forgotten=forgotten)
             self.s.stats["processed"] += 1
             self._log(rec, uuid, attempt, start, Outcome.OK, note=result.note, run_ms=run_ms)
             return Outcome.OK
@@ -232,9 +236,10 @@ class JobRunner:
                              f"{self.s.settings.worker.timeout_s:g} s and were abandoned") from None
         return replace(result, attempts=[*result.attempts, *more], after=None)
 
-    async def _fail(self, failure: Failure, run_ms: float) -> Outcome:
+    async def _fail(self, failure: Failure, run_ms: float, *, forgotten: bool = False) -> Outcome:
         outcome = await self._route(failure)
-        await self._forget_delivery(failure.record)
+        if not forgotten:
+            await self._forget_delivery(failure.record)
         self._log(failure.record, failure.uuid, failure.attempt, failure.started, outcome,
                   error=failure.error, run_ms=run_ms)
         return outcome
@@ -263,8 +268,9 @@ class JobRunner:
                 pause = min(pause * 2, 30.0)
 
     async def _forget_delivery(self, rec: Record) -> None:
-        """The record has an outcome: drop its count. Not awaited: a lost tombstone only
-        leaves one count too many, for a record that is committed and not seen again."""
+        """The job ended without killing the worker (an outcome, or about to have one): drop
+        its count. Not awaited: a lost tombstone only leaves one count too many, for a record
+        that is committed and not seen again."""
         ledger = self.s.ledger
         if ledger is None:
             return
