@@ -161,9 +161,9 @@ class JobRunner:
 
     async def start(self, rec: Record, slot: Slot | None = None) -> Finish:
         """Count the delivery, run the job and queue the records it owes; returns the step
-        that finishes the record: wait for the broker's acknowledgments (or route the
-        failure) and log. The agent runs the next record meanwhile (app._register), so one
-        job's acks share a round trip with the next one's count. Never raises (but
+        that finishes the record: its deferred writes (JobResult.after), the broker's
+        acknowledgments (or the failure's route), the log line. The agent runs the next
+        record meanwhile (app._register), so they overlap the next job. Never raises (but
         cancellation): a failure here is routed by the finish step."""
         start = time.perf_counter()
         event: JobEvent | None = None
@@ -171,6 +171,7 @@ class JobRunner:
         # Until the headers parse, the record's own coordinates are its origin.
         state = headers.ControlState(0, 0, rec.topic, rec.partition, rec.offset, rec.timestamp_ms, 0)
         deliveries = await self._count_delivery(rec)
+        forgotten = False
         try:
             state = headers.parse_control(rec.headers, topic=rec.topic, partition=rec.partition,
                                           offset=rec.offset, timestamp_ms=rec.timestamp_ms)
@@ -183,6 +184,12 @@ class JobRunner:
             event = codec.decode_job(self.job, rec.value)
             uuid = event.uuid
             result = await self._run(event, slot)
+            # The job returned: it did not take the worker down, so its count goes now. The
+            # next record's count follows in the same produce request (or a later one) and
+            # is acknowledged before that job starts: should that job kill the worker, this
+            # record is not charged for it.
+            await self._forget_delivery(rec)
+            forgotten = True
             attempt = state.prior_attempts + 1
             sent = None if result.after else await self._publish(event, result, attempt, rec)
         except asyncio.CancelledError:
@@ -190,26 +197,21 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             failure = Failure.of(rec, exc, state, started=start, event=event, uuid=uuid)
             run_ms = _ms_since(start)
-            return lambda: self._fail(failure, run_ms)
+            return lambda: self._fail(failure, run_ms, forgotten=forgotten)
         run_ms = _ms_since(start)
 
         async def finish() -> Outcome:
-            forgotten = False
             # The commit rule: the job counts as done only once the broker holds every
             # record it owes; a refusal is a failure like any other, routed to retry.
             try:
                 owed = sent if sent is not None else \
                     await self._publish(event, await self._after(result), attempt, rec)
-                # The job ran to its end without taking the worker down: its count goes in
-                # the same produce request as its traces (one request less per job).
-                await self._forget_delivery(rec)
-                forgotten = True
                 await confirm(owed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
                 return await self._fail(Failure.of(rec, exc, state, started=start, event=event,
-                                                   uuid=uuid), run_ms, forgotten=forgotten)
+                                                   uuid=uuid), run_ms, forgotten=True)
             self.s.stats["processed"] += 1
             self._log(rec, uuid, attempt, start, Outcome.OK, note=result.note, run_ms=run_ms)
             return Outcome.OK
@@ -268,9 +270,9 @@ class JobRunner:
                 pause = min(pause * 2, 30.0)
 
     async def _forget_delivery(self, rec: Record) -> None:
-        """The job ended without killing the worker (an outcome, or about to have one): drop
-        its count. Not awaited: a lost tombstone only leaves one count too many, for a record
-        that is committed and not seen again."""
+        """The job ended without killing the worker: drop its count. Not awaited: a lost
+        tombstone only leaves one count too many, for a record that is committed and not
+        seen again."""
         ledger = self.s.ledger
         if ledger is None:
             return

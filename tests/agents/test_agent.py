@@ -300,6 +300,13 @@ async def test_a_jobs_writes_run_while_the_next_job_runs_and_the_record_waits_fo
         assert writing.is_set()
         assert not events[0].message.acked
         assert w.producer.to(w.topics.traces) == [], "traced before its writes were done"
+        # The first job returned, so its count is cleared before the second record's count
+        # (acknowledged before that job starts): should the second job kill the worker, the
+        # first record is not charged for it, although its writes are still running.
+        counts = [(s.key, s.value) for s in w.producer.to(w.topics.deliveries)]
+        first_key, second_key = (w.services.ledger.key(job_topic, 2, e.message.offset)  # type: ignore[union-attr]
+                                 for e in events)
+        assert counts[:3] == [(first_key, b"1"), (first_key, None), (second_key, b"1")]
         may_finish.set()
         await until(lambda: all(e.message.acked for e in events))
         await until(lambda: w.runtime.idle)
