@@ -139,6 +139,17 @@ def as_from_a_topic(agent: Any) -> None:
     agent.to_message = counted
 
 
+TWO = ["1b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b", "2b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"]
+
+
+async def put_uploads(agent: Any, uids: list[str]) -> list[Any]:
+    """One upload record per UUID on partition 2, as fetched from a topic, not waited for."""
+    as_from_a_topic(agent)
+    return [await agent.put(key=u.encode(), value=UploadReceived(
+        uuid=u, path="uploads/x.jpg", original_filename="x.jpg", size=1).model_dump_json().encode(),
+        partition=2, wait=False) for u in uids]
+
+
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
@@ -227,7 +238,7 @@ async def test_the_next_job_runs_while_the_last_records_acks_are_awaited_and_ack
     next record is counted and run (one round trip less per job), and yet no record is
     acked before its own records are acknowledged; a refused one is routed to retry first.
     The worker is not idle (a graceful stop waits) while acks are outstanding."""
-    uids = ["1b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b", "2b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"]
+    uids = TWO
     ran: list[str] = []
 
     def handler(event: Any, s: Services) -> JobResult:
@@ -238,10 +249,7 @@ async def test_the_next_job_runs_while_the_last_records_acks_are_awaited_and_ack
     w.producer.held_topics.add("images")
     job_topic = w.topics.job(Job.PREVIEW)
     async with agent_of(w, job_topic).test_context() as agent:
-        as_from_a_topic(agent)
-        events = [await agent.put(key=u.encode(), value=UploadReceived(
-            uuid=u, path="uploads/x.jpg", original_filename="x.jpg", size=1).model_dump_json().encode(),
-            partition=2, wait=False) for u in uids]
+        events = await put_uploads(agent, TWO)
         # the second job ran, its output queued, while the first one's ack is held
         await w.producer.wait_for("images", 2)
         assert ran == uids
@@ -270,7 +278,7 @@ async def test_a_jobs_writes_run_while_the_next_job_runs_and_the_record_waits_fo
     """Concurrency 1: a job's deferred writes (JobResult.after) run on the I/O pool while
     the next record's job runs; the record is acked only once they are done and its traces
     (the writes' own included) acknowledged, and a write that fails is routed to retry."""
-    uids = ["1b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b", "2b6f1c2e-9d3a-4f4e-8a1b-2c3d4e5f6a7b"]
+    uids = TWO
     ran: list[str] = []
     writing = threading.Event()
     may_finish = threading.Event()
@@ -292,10 +300,7 @@ async def test_a_jobs_writes_run_while_the_next_job_runs_and_the_record_waits_fo
     w = worker(handler, concurrency=1)
     job_topic = w.topics.job(Job.PREVIEW)
     async with agent_of(w, job_topic).test_context() as agent:
-        as_from_a_topic(agent)
-        events = [await agent.put(key=u.encode(), value=UploadReceived(
-            uuid=u, path="uploads/x.jpg", original_filename="x.jpg", size=1).model_dump_json().encode(),
-            partition=2, wait=False) for u in uids]
+        events = await put_uploads(agent, TWO)
         await until(lambda: len(ran) == 2)  # the second job ran while the first one writes
         assert writing.is_set()
         assert not events[0].message.acked
