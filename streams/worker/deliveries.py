@@ -38,6 +38,7 @@ class DeliveryLedger:
         self.group = kafka.group_id
         self.max_deliveries = max_deliveries
         self.counts: dict[bytes, int] = {}
+        self.to_clear: list[bytes] = []  # tombstones to send with the next count
         self._tail: TopicTail | None = None
         self._synced_generation: int | None = None
         self._lock = asyncio.Lock()

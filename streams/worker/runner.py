@@ -184,10 +184,9 @@ class JobRunner:
             event = codec.decode_job(self.job, rec.value)
             uuid = event.uuid
             result = await self._run(event, slot)
-            # The job returned: it did not take the worker down, so its count goes now. The
-            # next record's count follows in the same produce request (or a later one) and
-            # is acknowledged before that job starts: should that job kill the worker, this
-            # record is not charged for it.
+            # The job returned: it did not take the worker down, so its count goes. With the
+            # next record's count, in the same produce request, acknowledged before that job
+            # starts: should that job kill the worker, this record is not charged for it.
             await self._forget_delivery(rec)
             forgotten = True
             attempt = state.prior_attempts + 1
@@ -212,6 +211,7 @@ class JobRunner:
             except Exception as exc:  # noqa: BLE001
                 return await self._fail(Failure.of(rec, exc, state, started=start, event=event,
                                                    uuid=uuid), run_ms, forgotten=True)
+            await self._clear_counts()  # none came: no next record to take it along
             self.s.stats["processed"] += 1
             self._log(rec, uuid, attempt, start, Outcome.OK, note=result.note, run_ms=run_ms)
             return Outcome.OK
@@ -242,6 +242,7 @@ class JobRunner:
         outcome = await self._route(failure)
         if not forgotten:
             await self._forget_delivery(failure.record)
+        await self._clear_counts()
         self._log(failure.record, failure.uuid, failure.attempt, failure.started, outcome,
                   error=failure.error, run_ms=run_ms)
         return outcome
@@ -258,6 +259,9 @@ class JobRunner:
         pause = 0.5
         while True:
             try:
+                # the cleared counts first, in the same produce request: durable before this
+                # job starts, so a record before it is not charged if this one kills us
+                await self._clear_counts()
                 await confirm([await self.sender.send(ledger.topic, key, str(n).encode())])
                 ledger.counts[key] = n
                 return n
@@ -270,22 +274,32 @@ class JobRunner:
                 pause = min(pause * 2, 30.0)
 
     async def _forget_delivery(self, rec: Record) -> None:
-        """The job ended without killing the worker: drop its count. Not awaited: a lost
-        tombstone only leaves one count too many, for a record that is committed and not
-        seen again."""
+        """The job ended without killing the worker: drop its count. The tombstone waits for
+        the next count, which sends it first (_clear_counts): aiokafka keeps one produce
+        request in flight per broker, so a tombstone in a request of its own made that
+        count wait a round trip. Its own finish step sends it if no count came first."""
         ledger = self.s.ledger
         if ledger is None:
             return
         key = ledger.key(rec.topic, rec.partition, rec.offset)
         ledger.counts.pop(key, None)
-        try:
-            delivery = await self.sender.send(ledger.topic, key, None)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("delivery count of %s/%d@%d not cleared: %s", rec.topic, rec.partition,
-                        rec.offset, exc)
+        ledger.to_clear.append(key)
+
+    async def _clear_counts(self) -> None:
+        """Send the tombstones waiting. Not awaited: a lost one only leaves one count too
+        many, for a record that is committed and not seen again."""
+        ledger = self.s.ledger
+        if ledger is None or not ledger.to_clear:
             return
-        fut = asyncio.ensure_future(delivery)
-        fut.add_done_callback(_log_lost_tombstone)
+        keys, ledger.to_clear = ledger.to_clear, []
+        for key in keys:
+            try:
+                delivery = await self.sender.send(ledger.topic, key, None)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("delivery count %s not cleared: %s", key.decode(errors="replace"), exc)
+                continue
+            fut = asyncio.ensure_future(delivery)
+            fut.add_done_callback(_log_lost_tombstone)
 
     async def _run(self, event: JobEvent, slot: Slot | None) -> JobResult:
         thread = self.s.executor.submit(self.handler, event, self.s)
