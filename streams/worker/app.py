@@ -195,6 +195,7 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
         # this actor counts and runs the next one: at most one pending, so the broker's
         # round trips of one job overlap the next instead of adding to it.
         pending: asyncio.Task[None] | None = None
+        pending_counted = asyncio.Event()  # set: the record after the pending one is counted
         try:
             async for event in stream.events():
                 rec = to_record(event)
@@ -207,10 +208,11 @@ def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: 
                 where = (rec.topic, rec.partition, rec.offset,
                          (rec.key or b"").decode("utf-8", "replace"))
                 async with rt.slot(runner.job, where) as slot:
-                    finish = await runner.start(rec, slot)
+                    finish = await runner.start(rec, slot, counted=pending_counted.set)
                     release = rt.hold()  # no await from here to the task's callback
+                pending_counted = asyncio.Event()
                 last, pending = pending, asyncio.ensure_future(
-                    _finish(runner, rt, event, rec, finish))
+                    _finish(runner, rt, event, rec, finish, pending_counted))
                 pending.add_done_callback(_released_by(release))
                 if last is not None:
                     await last
@@ -230,8 +232,8 @@ def _released_by(release: Callable[[], None]) -> Callable[[asyncio.Future[None]]
 
 
 async def _finish(runner: JobRunner, rt: WorkerRuntime, event: EventT[bytes], rec: Record,
-                  finish: Finish) -> None:
-    outcome = await finish()
+                  finish: Finish, next_counted: asyncio.Event) -> None:
+    outcome = await finish(next_counted)
     # the last reference, whether the stream has dropped its own yet or not: this ack is
     # what marks the offset safe to commit
     event.ack()
