@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+from bench.e2e import machine_busy  # noqa: E402
 from streams import kafka  # noqa: E402
 from streams.events import UploadReceived  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
@@ -95,12 +96,6 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot."""
-    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(v) - v[3] - v[4], sum(v)
-
-
 @dataclass
 class Split:
     """Where a round's CPU went, in ms per image: the workers, this script, the rest of the
@@ -147,7 +142,7 @@ def run(workers: int, n: int, src: Path, base: Path, bootstrap: str,
         ids: list[str | None] = list(even_uuids(n, held, 12)) if even else [None] * n
         events = [stage_upload(st, src, image_uuid=uid) for uid in ids]
         w0, b0, (busy0, total0) = sum(proc_cpu_s(p.pid) for p in procs), time.process_time(), \
-            machine_jiffies()
+            machine_busy()
         start = time.perf_counter()
         with EventProducer(settings.kafka) as p:
             for ev in events:
@@ -155,7 +150,7 @@ def run(workers: int, n: int, src: Path, base: Path, bootstrap: str,
         wait_all(st, events, start)
         rate = n / (time.perf_counter() - start)
         tick = os.sysconf("SC_CLK_TCK")
-        busy1, total1 = machine_jiffies()
+        busy1, total1 = machine_busy()
         worker_s = sum(proc_cpu_s(p.pid) for p in procs) - w0
         bench_s = time.process_time() - b0
         busy_s, total_s = (busy1 - busy0) / tick, (total1 - total0) / tick
