@@ -85,6 +85,7 @@ class FaustSender:
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
+        self._producer: Any = None
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, *,
@@ -92,7 +93,12 @@ class FaustSender:
     ) -> Awaitable[Any]:
         # returns once the record is queued; what it returns is the delivery, which the
         # runner awaits before the source record may be acked
-        producer = await self.app.maybe_start_producer()
+        producer = self._producer
+        if producer is None:
+            # Once only: faust's maybe_start_producer yields to the event loop even when
+            # started, so aiokafka's sender took each record into a request of its own
+            # (one in flight per broker): a record queued next waited a round trip.
+            producer = self._producer = await self.app.maybe_start_producer()
         delivery: Awaitable[Any] = await producer.send(
             topic, key, value, partition=partition, timestamp=None, headers=headers)
         return delivery
