@@ -179,6 +179,8 @@ def create_app(
         ledger=DeliveryLedger(k, topics.deliveries, max_deliveries=settings.worker.max_deliveries),
     )
     sender = FaustSender(app)
+    if services.ledger is not None:
+        _read_ledger_on_assignment(app, services.ledger)
     rt = runtime or WorkerRuntime(
         kafka=k, topics=topics, jobs=jobs, concurrency=settings.worker.concurrency,
         grace_s=settings.worker.timeout_s, limits=Limits(), worker_id=services.worker_id,
@@ -190,6 +192,14 @@ def create_app(
         _register(app, runner, rt, topics.retry(job), retrying=True)
     _background(app, rt)
     return app, services
+
+
+def _read_ledger_on_assignment(app: faust.App, ledger: DeliveryLedger) -> None:
+    def assigned(_app: Any, _assigned: Any, **_: Any) -> None:
+        # faust has set the new generation, which the records fetched from now on carry
+        ledger.sync_soon(app.consumer_generation_id)
+
+    app.on_partitions_assigned.connect(assigned)
 
 
 def _register(app: faust.App, runner: JobRunner, rt: WorkerRuntime, topic_name: str, *,

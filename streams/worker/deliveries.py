@@ -42,6 +42,7 @@ class DeliveryLedger:
         self._tail: TopicTail | None = None
         self._synced_generation: int | None = None
         self._lock = asyncio.Lock()
+        self._syncing: asyncio.Task[None] | None = None  # sync_soon's; the loop keeps a weak one
 
     def key(self, topic: str, partition: int, offset: int) -> bytes:
         return delivery_key(self.group, topic, partition, offset)
@@ -62,6 +63,14 @@ class DeliveryLedger:
                               self.topic, exc)
                     await asyncio.sleep(1.0)
             self._synced_generation = generation
+            log.info("delivery ledger %s read for generation %d: %d count(s) in flight",
+                     self.topic, generation, len(self.counts))
+
+    def sync_soon(self, generation: int) -> None:
+        """Start reading the ledger for a new generation now, in the background: a worker
+        given partitions reads it while its first fetch is made, and its first record does
+        not wait for it (the read takes about half a second; ensure_synced waits for it)."""
+        self._syncing = asyncio.ensure_future(self.ensure_synced(generation))
 
     def _read_to_end(self) -> None:
         if self._tail is None:

@@ -278,3 +278,14 @@ def test_worker_groups_with_different_topics_share_one_consumer_group(
         names = {tp.topic for tp in m.assignment.topic_partitions if "__assignor" not in tp.topic}
         assert names and (names <= {topics.job(Job.INGEST), topics.retry(Job.INGEST)}
                           or not names & {topics.job(Job.INGEST), topics.retry(Job.INGEST)})
+
+
+def test_a_worker_reads_its_delivery_ledger_when_given_partitions(make_settings,
+                                                                  start_worker) -> None:
+    """Not when its first record arrives: that record would wait for the read (about half a
+    second after every rebalance, on every worker)."""
+    settings, _, _ = _setup(make_settings)
+    w = start_worker(settings, "--concurrency", "1")
+    wait_until(lambda: re.search(r"delivery ledger \S+ read for generation \d+", w.output()), 60,
+               lambda: w.output()[-3000:])
+    assert "outcome=" not in w.output()  # no record was there to ask for it
