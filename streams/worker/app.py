@@ -195,7 +195,7 @@ def create_app(
 
 
 def _read_ledger_on_assignment(app: faust.App, ledger: DeliveryLedger) -> None:
-    def assigned(_app: Any, _assigned: Any, **_: Any) -> None:
+    def assigned(_app: Any, /, *_assigned: Any, signal: Any, **_: Any) -> None:
         # faust has set the new generation, which the records fetched from now on carry
         ledger.sync_soon(app.consumer_generation_id)
 
