@@ -49,6 +49,7 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 
 from imaging import Imager, ImagingConfig  # noqa: E402
+from streams import kafka  # noqa: E402
 from streams.events import UploadReceived  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -333,6 +334,7 @@ def main() -> None:
         jobs = job_lines(log.read_text(errors="replace"), warm.uuid)
         traces = [t for t in (json.loads(v) for v in read_all(settings, topics.traces, 4 * (n + 1)))
                   if t.get("image_uuid") != warm.uuid]
+        kafka.delete_topics(settings.kafka, prefix)  # a broker that keeps them costs more CPU
     report(n, alone, cpu, faults, rnd, jobs, traces)
 
 

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streams import headers as dl  # noqa: E402
+from streams import kafka  # noqa: E402
 from streams.producer import EventProducer  # noqa: E402
 from streams.replay import DeadLetters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -102,15 +103,6 @@ def first_render_ms(base: str, n: int) -> tuple[float, float]:
     return statistics.median(failed), statistics.median(dashboard)
 
 
-def drop_topics(bootstrap: str, prefix: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-    for f in admin.delete_topics(names, operation_timeout=10).values():
-        f.result(timeout=15)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dead-letters", type=int, default=10_000)
@@ -158,7 +150,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(20)
-        drop_topics(args.bootstrap, prefix)
+        kafka.delete_topics(settings.kafka, prefix)
 
     print(f"{'/healthz (baseline)':36} {healthz:9.2f} ms  median of {args.requests}")
     print(f"{'/api/failed?page=1, first (index)':36} {cold_s * 1000:9.2f} ms  once, {total} unresolved")

@@ -97,6 +97,17 @@ def admin(kafka: KafkaSettings, conf: Mapping[str, Any] | None = None) -> Any:
     return AdminClient({**kafka.confluent_config(), **(conf or {})})
 
 
+def delete_topics(kafka: KafkaSettings, prefix: str, timeout_s: float = 15.0) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test's or a benchmark's
+    own); the names deleted. Raises KafkaException when the broker does not do it."""
+    client = admin(kafka)
+    names = [t for t in client.list_topics(timeout=timeout_s).topics if t.startswith(prefix)]
+    if names:
+        for future in client.delete_topics(names, operation_timeout=timeout_s).values():
+            future.result(timeout=timeout_s)
+    return names
+
+
 def consumer(kafka: KafkaSettings, group: str, conf: Mapping[str, Any] | None = None) -> Any:
     """A Consumer that uses ``group`` for committed offsets and never commits by itself:
     whoever commits (faust, the trace sink) does so explicitly."""

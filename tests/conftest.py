@@ -53,14 +53,12 @@ def _drop_topics(bootstrap: str, prefix: str) -> None:
     """Delete the topics a test made: a long-lived developer broker would otherwise collect
     thousands of partitions and take minutes to start."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from streams.kafka import delete_topics
+    from streams.settings import KafkaSettings
+
     try:
-        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-        if names:
-            for future in admin.delete_topics(names, operation_timeout=10).values():
-                future.result(timeout=15)
+        delete_topics(KafkaSettings(bootstrap_servers=bootstrap), prefix)
     except KafkaException as exc:
         # housekeeping only: the test's verdict stands; a test that stopped the broker lands here
         print(f"could not delete topics {prefix}*: {exc}", file=sys.stderr)
