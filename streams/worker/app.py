@@ -168,6 +168,8 @@ def create_app(
     except StorageUnavailable as exc:
         # Start anyway: jobs retry (and dead-letter) until the volume comes back.
         log.warning("storage not ready at start: %s", exc)
+    ledger = DeliveryLedger(k, topics.deliveries, max_deliveries=settings.worker.max_deliveries)
+    _read_ledger_on_assignment(app, ledger)
     services = Services(
         settings=settings,
         topics=topics,
@@ -176,11 +178,9 @@ def create_app(
         worker_id=worker_id(settings.worker.id),
         executor=ThreadPoolExecutor(settings.worker.concurrency, thread_name_prefix="job"),
         io=ThreadPoolExecutor(settings.worker.concurrency, thread_name_prefix="io"),
-        ledger=DeliveryLedger(k, topics.deliveries, max_deliveries=settings.worker.max_deliveries),
+        ledger=ledger,
     )
     sender = FaustSender(app)
-    if services.ledger is not None:
-        _read_ledger_on_assignment(app, services.ledger)
     rt = runtime or WorkerRuntime(
         kafka=k, topics=topics, jobs=jobs, concurrency=settings.worker.concurrency,
         grace_s=settings.worker.timeout_s, limits=Limits(), worker_id=services.worker_id,
