@@ -1,8 +1,12 @@
 """A Kafka broker of a test's own (scripts/kafka on a free port pair, an empty data dir), for
 tests that stop and start it: the suite's shared broker is never stopped. It is the version
 that KAFKA_VERSION names (scripts/kafka's default otherwise), as the shared broker is; its
-ports are looked for from INGEST_TEST_PRIVATE_PORT (49092), so that two passes of the suite
-on different brokers at once (scripts/test) look in different ranges."""
+ports are looked for from INGEST_TEST_PRIVATE_PORT (23092), so that two passes of the suite
+on different brokers at once (scripts/test) look in different ranges.
+
+The ports lie below Linux's ephemeral range (32768-60999): while the broker is stopped, any
+outgoing connection on the machine may be handed one of its ports as a local port, and then
+the broker cannot start again ("Address already in use", seen in CI)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
-PORT_START = int(os.environ.get("INGEST_TEST_PRIVATE_PORT") or 49092)
+DEFAULT_PORT_START = 23092
+PORT_START = int(os.environ.get("INGEST_TEST_PRIVATE_PORT") or DEFAULT_PORT_START)
+SEARCH_SPAN = 1000  # _free_port_pair looks at 500 pairs
 
 
 class BrokerFailed(RuntimeError):
@@ -37,7 +43,7 @@ def _port_taken(port: int) -> bool:
 def _free_port_pair(start: int) -> int:
     """Like scripts/test: the first port p from ``start`` (step 2) with p and p+1 unused."""
     port = start
-    for _ in range(500):
+    for _ in range(SEARCH_SPAN // 2):
         if not _port_taken(port) and not _port_taken(port + 1):
             return port
         port += 2
