@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 from confluent_kafka import Consumer, TopicPartition
 
@@ -28,6 +26,7 @@ from streams.settings import Settings
 from streams.topics import Job, Topics, ensure_topics
 from tests.conftest import ROOT, settings_env
 from tests.integration.helpers import cli, make_jpeg
+from tests.support.broker import Broker
 
 
 def watermarks(settings: Settings, topic: str) -> tuple[int, int]:
@@ -131,39 +130,8 @@ async def test_pending_stalled_processing_idle(
         svc.close()
 
 
-def _free_port_pair() -> int:
-    """A port whose successor is free too (the private broker's controller takes it)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port > 65000:
-            continue
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free pair of ports")
-
-
-@pytest.fixture
-def private_broker(bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A broker of this test's own, so stopping it disturbs nobody."""
-    port = _free_port_pair()
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(tmp_path / "kafka")}
-    kafka = str(ROOT / "scripts" / "kafka")
-    subprocess.run([kafka, "start"], env=env, check=True, timeout=180, capture_output=True)
-    try:
-        yield f"127.0.0.1:{port}", env
-    finally:
-        subprocess.run([kafka, "stop"], env=env, timeout=60, capture_output=True)
-
-
-async def test_broker_going_away_is_unknown_then_recovers(make_settings, private_broker) -> None:
-    bootstrap_servers, env = private_broker
+async def test_broker_going_away_is_unknown_then_recovers(make_settings, private_broker: Broker) -> None:
+    bootstrap_servers = private_broker.bootstrap  # a broker of this test's own: it stops it
     settings: Settings = make_settings(kafka={"bootstrap_servers": bootstrap_servers},
                                        status={"sample_interval_s": 1})
     topics = Topics.from_settings(settings.kafka)
@@ -192,9 +160,7 @@ async def test_broker_going_away_is_unknown_then_recovers(make_settings, private
             assert doc["jobs"]["pending"] == doc["jobs"]["ingest_pending"] == 3
             assert (await http.get(server.make_url("/readyz"))).status == 200
 
-            stop = subprocess.run([str(ROOT / "scripts" / "kafka"), "stop"], env=env, timeout=60,
-                                  capture_output=True, text=True)
-            assert "stopped" in stop.stdout, stop.stdout + stop.stderr
+            private_broker.stop()
 
             deadline = time.monotonic() + 15  # the next sample or two find it gone
             while time.monotonic() < deadline:
@@ -223,9 +189,7 @@ async def test_broker_going_away_is_unknown_then_recovers(make_settings, private
             for _ in range(10):
                 await (await http.get(url)).json()
                 await asyncio.sleep(1.0)
-            start = subprocess.run([str(ROOT / "scripts" / "kafka"), "start"], env=env, timeout=180,
-                                   capture_output=True, text=True)
-            assert start.returncode == 0, start.stdout + start.stderr
+            private_broker.start()
             fresh_at = ours_at = None
             rounds_at_fresh = rounds_after_fresh = 0
             began = time.monotonic()

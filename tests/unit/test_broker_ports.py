@@ -35,3 +35,13 @@ def test_the_free_pair_search_stays_in_its_span(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(broker, "_port_taken", lambda port: True)
     with pytest.raises(broker.BrokerFailed):
         broker._free_port_pair(broker.DEFAULT_PORT_START)
+
+
+def test_only_the_support_module_starts_a_broker_of_a_tests_own() -> None:
+    """A test module with a broker fixture of its own (ports from bind(0), in the ephemeral
+    range) is how CI's failure came about: tests/support/broker.py is the one place."""
+    tests = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve()
+    starters = sorted(str(p.relative_to(tests)) for p in tests.rglob("*.py") if p != here
+                      and ('"scripts" / "kafka"' in p.read_text() or "KAFKA_PORT" in p.read_text()))
+    assert starters == ["support/broker.py"], starters
