@@ -41,6 +41,7 @@ def test_only_the_support_module_starts_a_broker_of_a_tests_own() -> None:
     range) is how CI's failure came about: tests/support/broker.py is the one place."""
     tests = Path(__file__).resolve().parents[1]
     here = Path(__file__).resolve()
-    starters = sorted(str(p.relative_to(tests)) for p in tests.rglob("*.py") if p != here
-                      and ('"scripts" / "kafka"' in p.read_text() or "KAFKA_PORT" in p.read_text()))
+    texts = {p: p.read_text() for p in tests.rglob("*.py") if p != here}
+    starters = sorted(str(p.relative_to(tests)) for p, text in texts.items()
+                      if '"scripts" / "kafka"' in text or "KAFKA_PORT" in text)
     assert starters == ["support/broker.py"], starters
