@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import math
+import platform
+import random
 import struct
 import time
 import tracemalloc
@@ -125,6 +127,64 @@ def test_scales_pillow_cannot_ask_for_are_a_faithful_downscale(jpegdec: ModuleTy
     a, full = ours(jpegdec, data, n), pillow_at(data, 8)
     assert a.size == ((full.width * n + 7) // 8, (full.height * n + 7) // 8)
     assert psnr(a, full.resize(a.size, Image.Resampling.LANCZOS)) > 45
+
+
+# -- decode_planes' 3/8 IDCT in SSE4.1: libjpeg's pixels, to the bit ---------------------------
+def has_sse41() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return platform.machine() == "x86_64" and cpuinfo.exists() and " sse4_1" in cpuinfo.read_text()
+
+
+def planes_both_ways(jpegdec: ModuleType, data: bytes) -> tuple[object, object]:
+    """decode_planes at 3/8 with the SSE4.1 IDCT, then with libjpeg's own."""
+    had = jpegdec.sse41_idct3()
+    try:
+        jpegdec.sse41_idct3(True)
+        fast = jpegdec.decode_planes(data, 3)
+        jpegdec.sse41_idct3(False)
+        return fast, jpegdec.decode_planes(data, 3)
+    finally:
+        jpegdec.sse41_idct3(had)
+
+
+def sixteen_bit_quantizers(data: bytes, factor: int) -> bytes:
+    """``data`` with every quantization table rewritten at 16-bit precision, each value times
+    ``factor`` (capped at 65535): the same coefficients dequantized past what an 8-bit file
+    reaches, and past 32767, where the SSE4.1 IDCT hands the block to libjpeg's."""
+    out, i = bytearray(data[:2]), 2
+    while i < len(data):
+        marker, n = data[i + 1], struct.unpack(">H", data[i + 2: i + 4])[0]
+        if marker == 0xDB:
+            seg, body, k = data[i + 4: i + 2 + n], bytearray(), 0
+            while k < len(seg):
+                wide, table = seg[k] >> 4, seg[k] & 15
+                values = struct.unpack(">64H", seg[k + 1: k + 129]) if wide else seg[k + 1: k + 65]
+                k += 129 if wide else 65
+                body += bytes([0x10 | table]) + struct.pack(">64H", *(min(65535, v * factor) for v in values))
+            out += b"\xff\xdb" + struct.pack(">H", len(body) + 2) + body
+        else:
+            out += data[i: i + 2 + n]
+        i += 2 + n
+        if marker == 0xDA:  # the scan and what follows, as they are
+            return bytes(out + data[i:])
+    return bytes(out)
+
+
+NOISE = Image.frombytes("RGB", (203, 141), random.Random(7).randbytes(203 * 141 * 3))
+IDCT3_INPUTS: dict[str, bytes] = {
+    **{name: data for name, data in VARIANTS.items() if "gray" not in name},
+    "noise-q100": jpeg(NOISE, quality=100, subsampling=0),  # the largest coefficients a file has
+    "noise-q100-420": jpeg(NOISE, quality=100, progressive=True),
+    **{f"quantizers-x{f}": sixteen_bit_quantizers(VARIANTS["420"], f) for f in (30, 4000, 40000)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(IDCT3_INPUTS))
+def test_the_sse41_idct_gives_libjpegs_pixels(jpegdec: ModuleType, name: str) -> None:
+    # on where the CPU has it, so that this compares two routines, not one with itself
+    assert jpegdec.sse41_idct3() == has_sse41()
+    fast, plain = planes_both_ways(jpegdec, IDCT3_INPUTS[name])
+    assert fast is not None and fast == plain
 
 
 def test_a_camera_file_and_its_icc_profile(jpegdec: ModuleType, tmp_path: Path) -> None:
@@ -365,6 +425,8 @@ def test_mutated_jpegs_end_in_an_exception_or_pixels(data: bytes, n: int) -> Non
             for (buf, pw, ph, stride), (sx, sy) in zip(three, ((1, 1), (hs, vs), (hs, vs)), strict=True):
                 assert (pw, ph) == (-(-w // sx), -(-h // sy)) and stride > pw
                 assert len(buf) >= stride * (ph + 1)
+            if n == 3:  # hostile coefficients through the SSE4.1 IDCT: libjpeg's pixels still
+                assert planes_both_ways(dec, data) == (planes, planes)
 
 
 @pytest.fixture(scope="module")
