@@ -391,53 +391,72 @@ struct idct_controller { /* jpegint.h's struct jpeg_inverse_dct, its leading mem
 #define HAVE_IDCT3_SSE41 1
 static int idct3_sse41_on; /* the CPU has SSE4.1 (PyInit), and the tests have not turned it off */
 
-/* What the 3/8 decode's IDCT falls back to: libjpeg's own routine, for the decode at hand
- * (cinfo->client_data; this module sets nothing else there). */
+/* What the 3/8 decode's IDCT needs besides the block, per component (cinfo->client_data;
+ * this module sets nothing else there): libjpeg's own routine, the 3x3 corner's quantizers,
+ * and the coefficients' limits, lane for lane, within which 32 bits are exact (below). */
 struct idct3_state {
     idct_method fallback;
+    int16_t q[3][2][8];   /* rows 0-1, row 2 (4 lanes each, the 4th unused) */
+    int16_t lim[3][2][8]; /* |coefficient| <= lim, or the block is libjpeg's */
+    int stride[3];        /* bytes in an output row: room for a 4-byte store */
 };
+
+/* Ready for decompress_planes' components once jpeg_start_decompress has latched their
+ * quantization tables (libjpeg never changes a latched one). 0: the component is left to
+ * libjpeg's routine, for a missing table or a quantizer over 32767 (libjpeg's multiplier may
+ * be a short: its sign is the build's). */
+static int idct3_prepare(struct idct3_state *st, j_decompress_ptr cinfo, int ci, int stride) {
+    const JQUANT_TBL *qt = cinfo->comp_info[ci].quant_table;
+    if (qt == NULL)
+        return 0;
+    st->stride[ci] = stride;
+    for (int r = 0; r < 3; r++) {
+        for (int k = 0; k < 4; k++) {
+            const unsigned v = qt->quantval[r * DCTSIZE + k];
+            if (k < 3 && v > 32767)
+                return 0;
+            st->q[ci][r / 2][(r % 2) * 4 + k] = (int16_t)(k < 3 ? v : 0);
+            st->lim[ci][r / 2][(r % 2) * 4 + k] = (int16_t)(k < 3 && v ? 4095 / v : 32767);
+        }
+    }
+    for (int k = 4; k < 8; k++) /* row 2's upper lanes: zeros, within any limit */
+        st->q[ci][1][k] = 0, st->lim[ci][1][k] = 32767;
+    return 1;
+}
 
 /* libjpeg's 3x3 IDCT (jidctint.c jpeg_idct_3x3: the accurate integer IDCT at the 3/8 scale,
  * which libjpeg-turbo has no SIMD for, about a tenth of the preview's decode), to the bit:
  * the three columns side by side, then the three rows. libjpeg computes in 64 bits; 32 are
  * exact here while every dequantized coefficient is within +-4095 (a real 8-bit file's stay
- * within about 1150), and a block past that, or with a quantizer over 32767, goes to
- * libjpeg's routine. The output's clamp is libjpeg's range-limit table written out: the 10
- * bits it masks, sign-extended, plus the centre, clamped to 0..255. */
+ * within about 1150), and a block past that goes to libjpeg's routine. The output's clamp is
+ * libjpeg's range-limit table written out: the 10 bits it masks, sign-extended, plus the
+ * centre, clamped to 0..255. */
 __attribute__((target("sse4.1"))) static void idct3_sse41(j_decompress_ptr cinfo,
                                                           jpeg_component_info *comp,
                                                           JCOEFPTR coef, JSAMPARRAY out,
                                                           JDIMENSION col) {
-    const JQUANT_TBL *qt = comp->quant_table;
-    if (qt == NULL) {
-        ((struct idct3_state *)cinfo->client_data)->fallback(cinfo, comp, coef, out, col);
-        return;
-    }
+    const struct idct3_state *st = (const struct idct3_state *)cinfo->client_data;
+    const int ci = comp->component_index; /* < 3: decompress_planes takes three */
     /* rows 0 and 1 of the 3x3 corner in one register, row 2 in another (a row's 4th
      * coefficient rides along and is never used) */
     const __m128i c01 = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)coef),
                                            _mm_loadl_epi64((const __m128i *)(const void *)
                                                            (coef + DCTSIZE)));
     const __m128i c2 = _mm_loadl_epi64((const __m128i *)(const void *)(coef + 2 * DCTSIZE));
-    const __m128i q01 = _mm_unpacklo_epi64(
-        _mm_loadl_epi64((const __m128i *)(const void *)qt->quantval),
-        _mm_loadl_epi64((const __m128i *)(const void *)(qt->quantval + DCTSIZE)));
-    const __m128i q2 = _mm_loadl_epi64((const __m128i *)(const void *)(qt->quantval + 2 * DCTSIZE));
-    const __m128i d01 = _mm_mullo_epi16(c01, q01), d2 = _mm_mullo_epi16(c2, q2);
-    const __m128i lim = _mm_set1_epi16(4095), nlim = _mm_set1_epi16(-4095);
-    const __m128i zero = _mm_setzero_si128();
-    /* a product is in range when its high half is its low half's sign and the low half is
-     * within the limit; a quantizer is in range when its top bit is clear */
-    __m128i bad = _mm_or_si128(
-        _mm_cmpeq_epi16(_mm_cmpeq_epi16(_mm_mulhi_epi16(c01, q01), _mm_srai_epi16(d01, 15)), zero),
-        _mm_cmpeq_epi16(_mm_cmpeq_epi16(_mm_mulhi_epi16(c2, q2), _mm_srai_epi16(d2, 15)), zero));
-    bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmpgt_epi16(d01, lim), _mm_cmpgt_epi16(nlim, d01)));
-    bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmpgt_epi16(d2, lim), _mm_cmpgt_epi16(nlim, d2)));
-    bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmplt_epi16(q01, zero), _mm_cmplt_epi16(q2, zero)));
-    if (_mm_movemask_epi8(bad) & 0x3F3F) { /* lanes 0-2 and 4-6: the corner's nine */
-        ((struct idct3_state *)cinfo->client_data)->fallback(cinfo, comp, coef, out, col);
+    const __m128i lim01 = _mm_loadu_si128((const __m128i *)(const void *)st->lim[ci][0]);
+    const __m128i lim2 = _mm_loadu_si128((const __m128i *)(const void *)st->lim[ci][1]);
+    /* |c| <= lim, unsigned (|-32768| is 32768 so): max(|c|, lim) is lim */
+    const __m128i ok = _mm_and_si128(
+        _mm_cmpeq_epi16(_mm_max_epu16(_mm_abs_epi16(c01), lim01), lim01),
+        _mm_cmpeq_epi16(_mm_max_epu16(_mm_abs_epi16(c2), lim2), lim2));
+    if ((_mm_movemask_epi8(ok) & 0x3F3F) != 0x3F3F) { /* lanes 0-2 and 4-6: the corner's nine */
+        st->fallback(cinfo, comp, coef, out, col);
         return;
     }
+    const __m128i d01 = _mm_mullo_epi16(
+        c01, _mm_loadu_si128((const __m128i *)(const void *)st->q[ci][0]));
+    const __m128i d2 = _mm_mullo_epi16(
+        c2, _mm_loadu_si128((const __m128i *)(const void *)st->q[ci][1]));
     /* Pass 1, columns: lane j of w0, w1, w2 is the work array's row 0, 1, 2 at column j */
     const __m128i d1 = _mm_unpackhi_epi64(d01, d01);
     const __m128i e = _mm_unpacklo_epi16(d01, d2); /* d0j, d2j pairs */
@@ -448,7 +467,7 @@ __attribute__((target("sse4.1"))) static void idct3_sse41(j_decompress_ptr cinfo
         _mm_madd_epi16(e, _mm_setr_epi16(8192, -11586, 8192, -11586, 8192, -11586, 8192,
                                          -11586)),
         fudge1);
-    const __m128i odd = _mm_madd_epi16(_mm_unpacklo_epi16(d1, zero),
+    const __m128i odd = _mm_madd_epi16(_mm_unpacklo_epi16(d1, _mm_setzero_si128()),
                                        _mm_setr_epi16(10033, 0, 10033, 0, 10033, 0, 10033, 0));
     const __m128i w0 = _mm_srai_epi32(_mm_add_epi32(even0, odd), 11);
     const __m128i w1 = _mm_srai_epi32(even1, 11);
@@ -474,10 +493,18 @@ __attribute__((target("sse4.1"))) static void idct3_sse41(j_decompress_ptr cinfo
     /* bytes: column-major (row i of column k at 4k + i), to row-major, a row per 4 bytes */
     const __m128i rows = _mm_shuffle_epi8(
         px, _mm_setr_epi8(0, 4, 8, 3, 1, 5, 9, 7, 2, 6, 10, 11, 12, 13, 14, 15));
-    uint32_t r[4];
-    _mm_storeu_si128((__m128i *)(void *)r, rows);
-    for (int i = 0; i < 3; i++) /* three bytes: the fourth is the next block's, or the next row's */
-        memcpy(out[i] + col, &r[i], 3);
+    const uint32_t r0 = (uint32_t)_mm_cvtsi128_si32(rows);
+    const uint32_t r1 = (uint32_t)_mm_extract_epi32(rows, 1);
+    const uint32_t r2 = (uint32_t)_mm_extract_epi32(rows, 2);
+    if ((int)col + 4 <= st->stride[ci]) { /* the 4th byte is the next block's, written after */
+        memcpy(out[0] + col, &r0, 4);
+        memcpy(out[1] + col, &r1, 4);
+        memcpy(out[2] + col, &r2, 4);
+    } else { /* the row's last block: its 4th byte would be the next row's */
+        memcpy(out[0] + col, &r0, 3);
+        memcpy(out[1] + col, &r1, 3);
+        memcpy(out[2] + col, &r2, 3);
+    }
 }
 #endif
 #endif
@@ -577,7 +604,8 @@ static int decompress_planes(struct planes_job *job) {
     if (dct == 3 && idct3_sse41_on) { /* every plane's IDCT is libjpeg's 3x3 (JDCT_ISLOW) */
         cinfo.client_data = &idct3;
         for (int i = 0; i < 3; i++)
-            idct->inverse_DCT[i] = idct3_sse41;
+            if (idct3_prepare(&idct3, &cinfo, i, job->stride[i]))
+                idct->inverse_DCT[i] = idct3_sse41;
     }
 #endif
     JSAMPROW rows[3][2 * 8];
