@@ -390,15 +390,17 @@ struct idct_controller { /* jpegint.h's struct jpeg_inverse_dct, its leading mem
 #include <immintrin.h>
 #define HAVE_IDCT3_SSE41 1
 static int idct3_sse41_on; /* the CPU has SSE4.1 (PyInit), and the tests have not turned it off */
+#define IDCT3_LIMIT 2047    /* dequantized coefficients within this: idct3_sse41 is exact */
 
 /* What the 3/8 decode's IDCT needs besides the block, per component (cinfo->client_data;
- * this module sets nothing else there): libjpeg's own routine, the 3x3 corner's quantizers,
- * and the coefficients' limits, lane for lane, within which 32 bits are exact (below). */
+ * this module sets nothing else there): libjpeg's own routine, the 3x3 corner's quantizers
+ * laid out as the coefficients are loaded, and the coefficients' limits, lane for lane,
+ * within which the arithmetic below is exact. */
 struct idct3_state {
     idct_method fallback;
-    int16_t q[3][2][8];   /* rows 0-1, row 2 (4 lanes each, the 4th unused) */
-    int16_t lim[3][2][8]; /* |coefficient| <= lim, or the block is libjpeg's */
-    int stride[3];        /* bytes in an output row: room for a 4-byte store */
+    int16_t q02[3][8], q1[3][8];     /* rows 0 and 2 interleaved; row 1 between zeros */
+    int16_t lim02[3][8], lim1[3][8]; /* |coefficient| <= lim, or the block is libjpeg's */
+    int stride[3];                   /* bytes in an output row: room for a 4-byte store */
 };
 
 /* Ready for decompress_planes' components once jpeg_start_decompress has latched their
@@ -410,81 +412,85 @@ static int idct3_prepare(struct idct3_state *st, j_decompress_ptr cinfo, int ci,
     if (qt == NULL)
         return 0;
     st->stride[ci] = stride;
-    for (int r = 0; r < 3; r++) {
-        for (int k = 0; k < 4; k++) {
-            const unsigned v = qt->quantval[r * DCTSIZE + k];
-            if (k < 3 && v > 32767)
+    for (int k = 0; k < 4; k++) { /* lane pair k: column k (the 4th is loaded, never used) */
+        for (int r = 0; r < 3; r++) {
+            const unsigned v = k < 3 ? qt->quantval[r * DCTSIZE + k] : 0;
+            if (v > 32767)
                 return 0;
-            st->q[ci][r / 2][(r % 2) * 4 + k] = (int16_t)(k < 3 ? v : 0);
-            st->lim[ci][r / 2][(r % 2) * 4 + k] = (int16_t)(k < 3 && v ? 4095 / v : 32767);
+            int16_t *q = r == 1 ? &st->q1[ci][2 * k] : &st->q02[ci][2 * k + r / 2];
+            int16_t *lim = r == 1 ? &st->lim1[ci][2 * k] : &st->lim02[ci][2 * k + r / 2];
+            *q = (int16_t)v;
+            *lim = (int16_t)(v ? IDCT3_LIMIT / v : 32767);
         }
+        st->q1[ci][2 * k + 1] = 0, st->lim1[ci][2 * k + 1] = 32767; /* the zeros */
     }
-    for (int k = 4; k < 8; k++) /* row 2's upper lanes: zeros, within any limit */
-        st->q[ci][1][k] = 0, st->lim[ci][1][k] = 32767;
     return 1;
 }
 
 /* libjpeg's 3x3 IDCT (jidctint.c jpeg_idct_3x3: the accurate integer IDCT at the 3/8 scale,
  * which libjpeg-turbo has no SIMD for, about a tenth of the preview's decode), to the bit:
- * the three columns side by side, then the three rows. libjpeg computes in 64 bits; 32 are
- * exact here while every dequantized coefficient is within +-4095 (a real 8-bit file's stay
- * within about 1150), and a block past that goes to libjpeg's routine. The output's clamp is
- * libjpeg's range-limit table written out: the 10 bits it masks, sign-extended, plus the
- * centre, clamped to 0..255. */
+ * the three columns side by side, then the three rows, in 16-bit multiplies with 32-bit
+ * sums. libjpeg computes in 64 bits. While every dequantized coefficient is within
+ * +-IDCT3_LIMIT (a real 8-bit file's stay within about 1150), the work array fits 16 bits
+ * (|w| <= 2047 * 24018 / 2048 + 1 < 24009) and every sum 32, so the two agree; a block past
+ * that goes to libjpeg's routine. The output's clamp is libjpeg's range-limit table written
+ * out: the 10 bits it masks, sign-extended, plus the centre, clamped to 0..255. */
 __attribute__((target("sse4.1"))) static void idct3_sse41(j_decompress_ptr cinfo,
                                                           jpeg_component_info *comp,
                                                           JCOEFPTR coef, JSAMPARRAY out,
                                                           JDIMENSION col) {
     const struct idct3_state *st = (const struct idct3_state *)cinfo->client_data;
     const int ci = comp->component_index; /* < 3: decompress_planes takes three */
-    /* rows 0 and 1 of the 3x3 corner in one register, row 2 in another (a row's 4th
-     * coefficient rides along and is never used) */
-    const __m128i c01 = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(const void *)coef),
-                                           _mm_loadl_epi64((const __m128i *)(const void *)
-                                                           (coef + DCTSIZE)));
-    const __m128i c2 = _mm_loadl_epi64((const __m128i *)(const void *)(coef + 2 * DCTSIZE));
-    const __m128i lim01 = _mm_loadu_si128((const __m128i *)(const void *)st->lim[ci][0]);
-    const __m128i lim2 = _mm_loadu_si128((const __m128i *)(const void *)st->lim[ci][1]);
+    const __m128i zero = _mm_setzero_si128();
+    /* the corner's columns: (row 0, row 2) pairs, and (row 1, 0) pairs */
+    const __m128i r0 = _mm_loadl_epi64((const __m128i *)(const void *)coef);
+    const __m128i r1 = _mm_loadl_epi64((const __m128i *)(const void *)(coef + DCTSIZE));
+    const __m128i r2 = _mm_loadl_epi64((const __m128i *)(const void *)(coef + 2 * DCTSIZE));
+    const __m128i c02 = _mm_unpacklo_epi16(r0, r2), c1 = _mm_unpacklo_epi16(r1, zero);
+    const __m128i lim02 = _mm_loadu_si128((const __m128i *)(const void *)st->lim02[ci]);
+    const __m128i lim1 = _mm_loadu_si128((const __m128i *)(const void *)st->lim1[ci]);
     /* |c| <= lim, unsigned (|-32768| is 32768 so): max(|c|, lim) is lim */
     const __m128i ok = _mm_and_si128(
-        _mm_cmpeq_epi16(_mm_max_epu16(_mm_abs_epi16(c01), lim01), lim01),
-        _mm_cmpeq_epi16(_mm_max_epu16(_mm_abs_epi16(c2), lim2), lim2));
-    if ((_mm_movemask_epi8(ok) & 0x3F3F) != 0x3F3F) { /* lanes 0-2 and 4-6: the corner's nine */
+        _mm_cmpeq_epi16(_mm_max_epu16(_mm_abs_epi16(c02), lim02), lim02),
+        _mm_cmpeq_epi16(_mm_max_epu16(_mm_abs_epi16(c1), lim1), lim1));
+    if ((_mm_movemask_epi8(ok) & 0x0FFF) != 0x0FFF) { /* column pairs 0-2: the corner's nine */
         st->fallback(cinfo, comp, coef, out, col);
         return;
     }
-    const __m128i d01 = _mm_mullo_epi16(
-        c01, _mm_loadu_si128((const __m128i *)(const void *)st->q[ci][0]));
-    const __m128i d2 = _mm_mullo_epi16(
-        c2, _mm_loadu_si128((const __m128i *)(const void *)st->q[ci][1]));
+    const __m128i d02 = _mm_mullo_epi16(
+        c02, _mm_loadu_si128((const __m128i *)(const void *)st->q02[ci]));
+    const __m128i d1 = _mm_mullo_epi16(
+        c1, _mm_loadu_si128((const __m128i *)(const void *)st->q1[ci]));
     /* Pass 1, columns: lane j of w0, w1, w2 is the work array's row 0, 1, 2 at column j */
-    const __m128i d1 = _mm_unpackhi_epi64(d01, d01);
-    const __m128i e = _mm_unpacklo_epi16(d01, d2); /* d0j, d2j pairs */
     const __m128i fudge1 = _mm_set1_epi32(1 << 10);
     const __m128i even0 = _mm_add_epi32(
-        _mm_madd_epi16(e, _mm_setr_epi16(8192, 5793, 8192, 5793, 8192, 5793, 8192, 5793)), fudge1);
-    const __m128i even1 = _mm_add_epi32(
-        _mm_madd_epi16(e, _mm_setr_epi16(8192, -11586, 8192, -11586, 8192, -11586, 8192,
-                                         -11586)),
+        _mm_madd_epi16(d02, _mm_setr_epi16(8192, 5793, 8192, 5793, 8192, 5793, 8192, 5793)),
         fudge1);
-    const __m128i odd = _mm_madd_epi16(_mm_unpacklo_epi16(d1, _mm_setzero_si128()),
-                                       _mm_setr_epi16(10033, 0, 10033, 0, 10033, 0, 10033, 0));
-    const __m128i w0 = _mm_srai_epi32(_mm_add_epi32(even0, odd), 11);
-    const __m128i w1 = _mm_srai_epi32(even1, 11);
-    const __m128i w2 = _mm_srai_epi32(_mm_sub_epi32(even0, odd), 11);
-    /* transposed: lane i of v0, v1, v2 is the work array's row i at column 0, 1, 2 */
-    const __m128i t0 = _mm_unpacklo_epi32(w0, w1), t1 = _mm_unpackhi_epi32(w0, w1);
-    const __m128i t2 = _mm_unpacklo_epi32(w2, w2), t3 = _mm_unpackhi_epi32(w2, w2);
-    const __m128i v0 = _mm_unpacklo_epi64(t0, t2), v1 = _mm_unpackhi_epi64(t0, t2);
-    const __m128i v2 = _mm_unpacklo_epi64(t1, t3);
-    /* Pass 2, rows: lane i of x0, x1, x2 is output row i at column 0, 1, 2 */
-    const __m128i base = _mm_slli_epi32(_mm_add_epi32(v0, _mm_set1_epi32(1 << 4)), 13);
-    const __m128i even = _mm_add_epi32(base, _mm_mullo_epi32(v2, _mm_set1_epi32(5793)));
-    const __m128i odd2 = _mm_mullo_epi32(v1, _mm_set1_epi32(10033));
-    const __m128i x1 = _mm_sub_epi32(base, _mm_mullo_epi32(v2, _mm_set1_epi32(11586)));
+    const __m128i even1 = _mm_add_epi32(
+        _mm_madd_epi16(d02, _mm_setr_epi16(8192, -11586, 8192, -11586, 8192, -11586, 8192,
+                                           -11586)),
+        fudge1);
+    const __m128i odd = _mm_madd_epi16(d1, _mm_setr_epi16(10033, 0, 10033, 0, 10033, 0, 10033, 0));
+    const __m128i w01 = _mm_packs_epi32(_mm_srai_epi32(_mm_add_epi32(even0, odd), 11),
+                                        _mm_srai_epi32(even1, 11));
+    const __m128i w2 = _mm_packs_epi32(_mm_srai_epi32(_mm_sub_epi32(even0, odd), 11), zero);
+    /* Pass 2, rows: lane pair i of a is row i's (w[i][0], w[i][2]), of b (w[i][1], 0) */
+    const __m128i a = _mm_or_si128(
+        _mm_shuffle_epi8(w01, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1)),
+        _mm_shuffle_epi8(w2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, -1, -1, -1, -1)));
+    const __m128i b = _mm_or_si128(
+        _mm_shuffle_epi8(w01, _mm_setr_epi8(2, 3, -1, -1, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
+        _mm_shuffle_epi8(w2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 2, 3, -1, -1, -1, -1, -1, -1)));
+    /* lane i of x0, x1, x2 is output row i at column 0, 1, 2 (the centre's fudge: 16 << 13) */
+    const __m128i fudge2 = _mm_set1_epi32(1 << 17);
+    const __m128i even = _mm_add_epi32(
+        _mm_madd_epi16(a, _mm_setr_epi16(8192, 5793, 8192, 5793, 8192, 5793, 8192, 5793)), fudge2);
+    const __m128i odd2 = _mm_madd_epi16(b, _mm_setr_epi16(10033, 0, 10033, 0, 10033, 0, 10033, 0));
+    const __m128i x1 = _mm_add_epi32(
+        _mm_madd_epi16(a, _mm_setr_epi16(8192, -11586, 8192, -11586, 8192, -11586, 8192, -11586)),
+        fudge2);
     const __m128i x0 = _mm_add_epi32(even, odd2), x2 = _mm_sub_epi32(even, odd2);
-    /* >> 18, the low 10 bits sign-extended (bits 18..27: what wraps in 32 bits is above
-     * them), plus the centre; the packs clamp */
+    /* >> 18, the low 10 bits sign-extended, plus the centre; the packs clamp */
     const __m128i centre = _mm_set1_epi32(CENTERJSAMPLE);
     const __m128i s0 = _mm_add_epi32(_mm_srai_epi32(_mm_slli_epi32(x0, 4), 22), centre);
     const __m128i s1 = _mm_add_epi32(_mm_srai_epi32(_mm_slli_epi32(x1, 4), 22), centre);
@@ -493,17 +499,17 @@ __attribute__((target("sse4.1"))) static void idct3_sse41(j_decompress_ptr cinfo
     /* bytes: column-major (row i of column k at 4k + i), to row-major, a row per 4 bytes */
     const __m128i rows = _mm_shuffle_epi8(
         px, _mm_setr_epi8(0, 4, 8, 3, 1, 5, 9, 7, 2, 6, 10, 11, 12, 13, 14, 15));
-    const uint32_t r0 = (uint32_t)_mm_cvtsi128_si32(rows);
-    const uint32_t r1 = (uint32_t)_mm_extract_epi32(rows, 1);
-    const uint32_t r2 = (uint32_t)_mm_extract_epi32(rows, 2);
+    const uint32_t o0 = (uint32_t)_mm_cvtsi128_si32(rows);
+    const uint32_t o1 = (uint32_t)_mm_extract_epi32(rows, 1);
+    const uint32_t o2 = (uint32_t)_mm_extract_epi32(rows, 2);
     if ((int)col + 4 <= st->stride[ci]) { /* the 4th byte is the next block's, written after */
-        memcpy(out[0] + col, &r0, 4);
-        memcpy(out[1] + col, &r1, 4);
-        memcpy(out[2] + col, &r2, 4);
+        memcpy(out[0] + col, &o0, 4);
+        memcpy(out[1] + col, &o1, 4);
+        memcpy(out[2] + col, &o2, 4);
     } else { /* the row's last block: its 4th byte would be the next row's */
-        memcpy(out[0] + col, &r0, 3);
-        memcpy(out[1] + col, &r1, 3);
-        memcpy(out[2] + col, &r2, 3);
+        memcpy(out[0] + col, &o0, 3);
+        memcpy(out[1] + col, &o1, 3);
+        memcpy(out[2] + col, &o2, 3);
     }
 }
 #endif
