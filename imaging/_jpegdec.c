@@ -15,7 +15,8 @@
  * pad it with grey and warn) is an error too, as in Pillow. Dimensions are checked against
  * the caller's pixel limit before any pixel buffer exists, libjpeg's own memory is capped,
  * a scan count over SCAN_LIMIT (a hostile progressive file) is refused, and the deadline is
- * checked between row groups.
+ * checked between row groups. The planar decode at 3/8 (the preview's) runs libjpeg's 3x3
+ * IDCT, which libjpeg-turbo has no SIMD for, as SSE4.1 where the CPU has it: the same pixels.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -461,16 +462,17 @@ __attribute__((target("sse4.1"))) static void idct3_sse41(j_decompress_ptr cinfo
         c02, _mm_loadu_si128((const __m128i *)(const void *)st->q02[ci]));
     const __m128i d1 = _mm_mullo_epi16(
         c1, _mm_loadu_si128((const __m128i *)(const void *)st->q1[ci]));
-    /* Pass 1, columns: lane j of w0, w1, w2 is the work array's row 0, 1, 2 at column j */
+    /* Both passes' products, a pair at a time: (x0, x2) by (1 << 13, c2) and (1 << 13, -2 c2),
+     * (x1, 0) by (c1, 0); c1 = FIX(1.224744871), c2 = FIX(0.707106781) as in jidctint.c */
+    const __m128i k_even = _mm_setr_epi16(8192, 5793, 8192, 5793, 8192, 5793, 8192, 5793);
+    const __m128i k_mid = _mm_setr_epi16(8192, -11586, 8192, -11586, 8192, -11586, 8192, -11586);
+    const __m128i k_odd = _mm_setr_epi16(10033, 0, 10033, 0, 10033, 0, 10033, 0);
+    /* Pass 1, columns: lane j of w0, w1, w2 is the work array's row 0, 1, 2 at column j
+     * (libjpeg's rounding fudge: 1 << (CONST_BITS - PASS1_BITS - 1)) */
     const __m128i fudge1 = _mm_set1_epi32(1 << 10);
-    const __m128i even0 = _mm_add_epi32(
-        _mm_madd_epi16(d02, _mm_setr_epi16(8192, 5793, 8192, 5793, 8192, 5793, 8192, 5793)),
-        fudge1);
-    const __m128i even1 = _mm_add_epi32(
-        _mm_madd_epi16(d02, _mm_setr_epi16(8192, -11586, 8192, -11586, 8192, -11586, 8192,
-                                           -11586)),
-        fudge1);
-    const __m128i odd = _mm_madd_epi16(d1, _mm_setr_epi16(10033, 0, 10033, 0, 10033, 0, 10033, 0));
+    const __m128i even0 = _mm_add_epi32(_mm_madd_epi16(d02, k_even), fudge1);
+    const __m128i even1 = _mm_add_epi32(_mm_madd_epi16(d02, k_mid), fudge1);
+    const __m128i odd = _mm_madd_epi16(d1, k_odd);
     const __m128i w01 = _mm_packs_epi32(_mm_srai_epi32(_mm_add_epi32(even0, odd), 11),
                                         _mm_srai_epi32(even1, 11));
     const __m128i w2 = _mm_packs_epi32(_mm_srai_epi32(_mm_sub_epi32(even0, odd), 11), zero);
@@ -481,14 +483,12 @@ __attribute__((target("sse4.1"))) static void idct3_sse41(j_decompress_ptr cinfo
     const __m128i b = _mm_or_si128(
         _mm_shuffle_epi8(w01, _mm_setr_epi8(2, 3, -1, -1, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
         _mm_shuffle_epi8(w2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 2, 3, -1, -1, -1, -1, -1, -1)));
-    /* lane i of x0, x1, x2 is output row i at column 0, 1, 2 (the centre's fudge: 16 << 13) */
-    const __m128i fudge2 = _mm_set1_epi32(1 << 17);
-    const __m128i even = _mm_add_epi32(
-        _mm_madd_epi16(a, _mm_setr_epi16(8192, 5793, 8192, 5793, 8192, 5793, 8192, 5793)), fudge2);
-    const __m128i odd2 = _mm_madd_epi16(b, _mm_setr_epi16(10033, 0, 10033, 0, 10033, 0, 10033, 0));
-    const __m128i x1 = _mm_add_epi32(
-        _mm_madd_epi16(a, _mm_setr_epi16(8192, -11586, 8192, -11586, 8192, -11586, 8192, -11586)),
-        fudge2);
+    /* lane i of x0, x1, x2 is output row i at column 0, 1, 2 (libjpeg's rounding fudge,
+     * 1 << (PASS1_BITS + 2), is added before its << CONST_BITS) */
+    const __m128i fudge2 = _mm_set1_epi32(1 << (2 + 2 + 13));
+    const __m128i even = _mm_add_epi32(_mm_madd_epi16(a, k_even), fudge2);
+    const __m128i odd2 = _mm_madd_epi16(b, k_odd);
+    const __m128i x1 = _mm_add_epi32(_mm_madd_epi16(a, k_mid), fudge2);
     const __m128i x0 = _mm_add_epi32(even, odd2), x2 = _mm_sub_epi32(even, odd2);
     /* >> 18, the low 10 bits sign-extended, plus the centre; the packs clamp */
     const __m128i centre = _mm_set1_epi32(CENTERJSAMPLE);
